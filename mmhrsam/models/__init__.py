@@ -1,0 +1,1 @@
+from . import attention, backbones, heads, necks  # noqa: F401  (register the modules)

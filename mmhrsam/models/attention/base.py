@@ -1,0 +1,130 @@
+"""The Flexible Local Attention layer shared by every attention variant."""
+from __future__ import annotations
+
+import functools
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from .backends import block_diagonal_attention, validate_backend
+from .index_maps import Grid, TokenPartition, multi_scale_partition
+from .rope import AxialRoPE
+
+
+@functools.lru_cache(maxsize=256)
+def bucketed(part: TokenPartition) -> TokenPartition:
+    """Cached :meth:`TokenPartition.bucketed` of a cached partition."""
+    return part.bucketed()
+
+
+class FlexibleLocalAttention(BaseModule):
+    """Multi-head self-attention inside token groups given by an index mapping (FLA).
+
+    ``forward`` reorders the tokens into group order, projects them with ``qkv``, runs
+    block-diagonal attention, projects with ``proj`` and restores the original order.
+    Subclasses only say which groups (:meth:`partition`). All variants share the
+    parameter names ``qkv`` (Linear(C, 3C), output split as (3, heads, head_dim)),
+    ``proj`` (Linear(C, C)) and, with KV-only padding, ``padding`` (1, C), so weights
+    move between variants.
+
+    The batch dimension is kept apart from the token dimension throughout, so samples
+    of a batch never see each other's tokens (unlike the original, SPEC §7.1).
+
+    Args:
+        embed_dim (int): channels C.
+        num_heads (int): heads; ``embed_dim`` must be divisible by it.
+        qkv_bias (bool): bias in ``qkv``.
+        kv_padding (bool): own a learnable pad token that fills virtual key/value slots.
+        backend (str): attention kernel, see :mod:`.backends`; ``'auto'`` never fails.
+        init_cfg (dict, optional): MMEngine initialization config.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, qkv_bias: bool = True, kv_padding: bool = False,
+                 backend: str = 'auto', init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if embed_dim % num_heads:
+            raise ValueError(f'embed_dim {embed_dim} is not divisible by num_heads {num_heads}')
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.backend = validate_backend(backend)
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        if kv_padding:
+            self.padding = nn.Parameter(torch.empty(1, embed_dim))
+            nn.init.trunc_normal_(self.padding, std=0.02)
+        else:
+            self.padding = None
+
+    # ------------------------------------------------------------------ groups
+    #: Index-map builder of the variant, a key of ``index_maps.PARTITION_BUILDERS``.
+    partition_kind = 'global'
+
+    def partition_params(self) -> dict:
+        """Arguments of the index-map builder besides the grid."""
+        return {}
+
+    def partition(self, grids: Tuple[Grid, ...], device: str) -> TokenPartition:
+        """The groups for tokens of ``grids`` laid end to end, on ``device`` (cached)."""
+        return bucketed(multi_scale_partition(self.partition_kind, grids, device, **self.partition_params()))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor, rope: Optional[AxialRoPE] = None) -> Tensor:
+        """Args:
+            x (Tensor): (B, H, W, C) token map.
+            rope (AxialRoPE, optional): rotary embedding applied to q and k in group order.
+
+        Returns:
+            Tensor: (B, H, W, C).
+        """
+        if x.dim() != 4:
+            raise ValueError(f'{type(self).__name__} expects (B, H, W, C), got shape {tuple(x.shape)}')
+        B, H, W, C = x.shape
+        return self.forward_tokens(x.reshape(B, H * W, C), ((H, W), ), rope).view(B, H, W, C)
+
+    def forward_multi_scale(self, xs: Sequence[Tensor], rope: Optional[AxialRoPE] = None) -> List[Tensor]:
+        """Attention over several token maps at once; groups never mix maps.
+
+        Args:
+            xs (list[Tensor]): maps of shape (B, H_i, W_i, C).
+
+        Returns:
+            list[Tensor]: outputs of the same shapes.
+        """
+        grids = tuple((x.shape[1], x.shape[2]) for x in xs)
+        tokens = torch.cat([x.flatten(1, 2) for x in xs], dim=1)
+        out = self.forward_tokens(tokens, grids, rope)
+        sizes = [h * w for h, w in grids]
+        return [o.view_as(x) for o, x in zip(out.split(sizes, dim=1), xs)]
+
+    def forward_tokens(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE] = None) -> Tensor:
+        """Attention over a token sequence (B, L, C) made of the raster-ordered ``grids``."""
+        B, L, C = x.shape
+        if C != self.embed_dim:
+            raise ValueError(f'expected {self.embed_dim} channels, got {C}')
+        part = self.partition(tuple(grids), str(x.device))
+        if L != part.num_tokens:
+            raise ValueError(f'{L} tokens do not match grids {grids}')
+        heads, d = self.num_heads, self.head_dim
+
+        x_grouped = x if part.is_identity else x[:, part.q_index]
+        qkv = self.qkv(x_grouped).unflatten(-1, (3, heads, d))  # (B, L, 3, heads, d)
+        q, k, v = qkv.unbind(2)
+        if not part.kv_follows_q:
+            kv = qkv[:, :, 1:]
+            if part.uses_padding:
+                pad_kv = self.qkv(self.padding).view(1, 1, 3, heads, d)[:, :, 1:].to(kv.dtype)
+                kv = torch.cat([kv, pad_kv.expand(B, 1, 2, heads, d)], dim=1)
+            k, v = kv[:, part.kv_index_in_q_order].unbind(2)  # (B, Lkv, heads, d) each
+        if rope is not None:
+            q, k = rope(q, part.q_pos), rope(k, part.kv_pos)
+
+        out = block_diagonal_attention(q, k, v, part, self.scale, self.backend)  # (B, L, heads, d)
+        out = self.proj(out.flatten(2))
+        return out if part.is_identity else out[:, part.inverse]
+
+    def extra_repr(self) -> str:
+        return f'embed_dim={self.embed_dim}, num_heads={self.num_heads}, backend={self.backend!r}'

@@ -1,0 +1,208 @@
+"""Latency and peak memory of every attention variant x backend.
+
+Token grids 64², 128², 256² (1024², 2048², 4096² images at patch 16), C=768, 12 heads,
+window 16 (shift 8 for shifted variants). fp32 on CPU, bf16 on CUDA. Each row times one
+attention layer (qkv + attention + proj, what a backbone runs) and, for the targets,
+the attention core (the layer minus its two Linear layers, timed separately on the
+same tokens).
+
+Examples::
+
+    python tools/analysis/benchmark_attention.py                      # CPU, fp32, quick
+    python tools/analysis/benchmark_attention.py --device cuda --compile --out work_dirs/attn.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+
+from mmhrsam.models.attention import available_backends  # noqa: E402
+from mmhrsam.registry import MODELS  # noqa: E402
+
+EMBED_DIM, HEADS, WINDOW = 768, 12, 16
+#: (label, config). 'NonShiftWindow' is the dense bound: the same tokens in non-shift
+#: windows of k², a single dense SDPA batch.
+VARIANTS = [
+    ('Global', dict(type='GlobalAttention')),
+    ('PlainSwin', dict(type='PlainSwinAttention', window_size=WINDOW, shift_size=WINDOW // 2)),
+    ('FlashSwin', dict(type='FlashSwinAttention', window_size=WINDOW, shift_size=WINDOW // 2)),
+    ('NonShiftWindow', dict(type='FlashSwinAttention', window_size=WINDOW, shift_size=0)),
+    ('KVPadSwin', dict(type='KVPadSwinAttention', window_size=WINDOW, shift_size=WINDOW // 2)),
+    ('Dilated-d4', dict(type='DilatedAttention', dilation=4)),
+    ('MultiScaleKVPadSwin+32²', dict(type='MultiScaleKVPadSwinAttention', window_size=WINDOW,
+                                      shift_size=WINDOW // 2)),
+]
+#: Work that takes minutes on a CPU: dense global attention on >= 128² tokens, and the
+#: per-group reference loop beyond 64².
+CPU_LIMITS = {'Global': 64, 'Dilated-d4': 128}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--grids', type=int, nargs='+', default=None,
+                   help='token grid sides (default 64 128 256 on CUDA, 64 128 on CPU)')
+    p.add_argument('--variants', nargs='+', default=None, help='subset of variant labels')
+    p.add_argument('--backends', nargs='+', default=None, help='subset of backends')
+    p.add_argument('--repeats', type=int, default=None, help='timed runs (default 50 CUDA, 3 CPU)')
+    p.add_argument('--warmup', type=int, default=None, help='untimed runs (default 10 CUDA, 1 CPU)')
+    p.add_argument('--compile', action='store_true', help='also time torch.compile-d layers (CUDA, sdpa)')
+    p.add_argument('--compile-grids', type=int, nargs='+', default=[128],
+                   help='grids at which --compile times compiled layers (each shape compiles anew)')
+    p.add_argument('--out', default='work_dirs/benchmark_attention.json', help='JSON output')
+    return p.parse_args()
+
+
+def timer(fn: Callable, device: torch.device, warmup: int, repeats: int) -> float:
+    """Median milliseconds of ``fn()``, device-synchronized, warm-up excluded."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def peak_memory_mib(fn: Callable, device: torch.device) -> float:
+    """Extra device memory (MiB) at the peak of one ``fn()`` call; NaN on CPU."""
+    if device.type != 'cuda':
+        return float('nan')
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+
+
+def backends_for(label: str, device: torch.device, wanted) -> List[str]:
+    names = available_backends(device)
+    if device.type == 'cpu':  # eager CPU FlexAttention materializes all scores: a test path only
+        names = [n for n in names if n != 'flex']
+    if label == 'PlainSwin':  # the masked dense baseline has no block-sparse form
+        names = [n for n in names if n in ('sdpa', 'reference')]
+    if wanted:
+        names = [n for n in names if n in wanted]
+    return names
+
+
+def make_inputs(label: str, side: int, device, dtype):
+    x = torch.randn(1, side, side, EMBED_DIM, device=device, dtype=dtype)
+    return [x, torch.randn(1, 32, 32, EMBED_DIM, device=device, dtype=dtype)] if 'MultiScale' in label else x
+
+
+def linear_only(layer, inputs) -> Callable:
+    """The layer's qkv and proj GEMMs on the same number of tokens (no attention)."""
+    tokens = torch.cat([t.flatten(0, 2) for t in inputs]) if isinstance(inputs, list) else inputs.flatten(0, 2)
+    return lambda: layer.proj(layer.qkv(tokens)[:, :EMBED_DIM])
+
+
+def run_case(label, cfg, side, backend, args, device, dtype, compiled) -> Dict:
+    layer = MODELS.build(dict(cfg, embed_dim=EMBED_DIM, num_heads=HEADS, backend=backend)).to(device, dtype).eval()
+    inputs = make_inputs(label, side, device, dtype)
+    fn_layer = torch.compile(layer) if compiled else layer
+    with torch.no_grad():
+        def call():
+            return fn_layer(inputs)
+        ms = timer(call, device, args.warmup, args.repeats)
+        mem = peak_memory_mib(call, device)
+        ms_linear = timer(linear_only(layer, inputs), device, args.warmup, args.repeats)
+    return dict(variant=label, type=cfg['type'], tokens=f'{side}x{side}', image=f'{side * 16}x{side * 16}',
+                backend=backend, compiled=compiled, device=str(device), dtype=str(dtype).replace('torch.', ''),
+                layer_ms=round(ms, 4), linear_ms=round(ms_linear, 4), core_ms=round(ms - ms_linear, 4),
+                peak_mem_mib=round(mem, 1))
+
+
+def plan(args, device):
+    cases = []
+    for side in args.grids:
+        for label, cfg in VARIANTS:
+            if args.variants and label not in args.variants:
+                continue
+            if device.type == 'cpu' and side > CPU_LIMITS.get(label, 10 ** 9):
+                continue
+            for backend in backends_for(label, device, args.backends):
+                if backend == 'reference' and (side > 64 or label == 'Global'):
+                    continue  # the reference loop is a test path
+                cases.append((label, cfg, side, backend, False))
+                if (args.compile and device.type == 'cuda' and backend == 'sdpa'
+                        and side in args.compile_grids):
+                    cases.append((label, cfg, side, backend, True))
+    return cases
+
+
+def print_table(rows: List[Dict]) -> None:
+    head = f"{'tokens':>9} {'variant':<24} {'backend':<9} {'mode':<8} {'layer ms':>9} {'core ms':>8} {'peak MiB':>9}"
+    print(head)
+    print('-' * len(head))
+    for r in rows:
+        mode = 'compiled' if r['compiled'] else 'eager'
+        print(f"{r['tokens']:>9} {r['variant']:<24} {r['backend']:<9} {mode:<8} {r['layer_ms']:>9.3f} "
+              f"{r['core_ms']:>8.3f} {r['peak_mem_mib']:>9.1f}")
+
+
+def targets(rows: List[Dict]) -> List[str]:
+    """Issue targets at 128² tokens on CUDA: Flash <= 0.8 Plain, <= 1.25 dense bound, KVPad <= 1.3 bound."""
+    out = []
+    for compiled in (False, True):
+        sel = {(r['variant'], r['backend']): r for r in rows
+               if r['tokens'] == '128x128' and r['compiled'] == compiled}
+        best = {}
+        for (variant, _), r in sel.items():
+            if variant not in best or r['core_ms'] < best[variant]['core_ms']:
+                best[variant] = r
+        if not {'FlashSwin', 'PlainSwin', 'NonShiftWindow', 'KVPadSwin'} <= best.keys():
+            continue
+        mode = 'compiled' if compiled else 'eager'
+        for key in ('core_ms', 'layer_ms'):
+            f, p, d, kv = (best[v][key] for v in ('FlashSwin', 'PlainSwin', 'NonShiftWindow', 'KVPadSwin'))
+            out.append(f'[{mode}, {key}] FlashSwin/PlainSwin = {f / p:.2f} (target <= 0.80), '
+                       f'FlashSwin/dense bound = {f / d:.2f} (<= 1.25), KVPadSwin/dense bound = {kv / d:.2f} (<= 1.30)')
+    return out
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == 'cuda'
+    dtype = torch.bfloat16 if cuda else torch.float32
+    args.grids = args.grids or ([64, 128, 256] if cuda else [64, 128])
+    args.repeats = args.repeats or (50 if cuda else 3)
+    args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
+    torch.manual_seed(0)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    env = dict(torch=torch.__version__, device_name=torch.cuda.get_device_name(device) if cuda else 'cpu',
+               threads=torch.get_num_threads(), command=' '.join(sys.argv))
+    rows = []
+    for case in tqdm(plan(args, device), desc='attention benchmark', unit='case'):
+        rows.append(run_case(*case[:4], args, device, dtype, case[4]))
+        with open(args.out, 'w') as f:  # after every case, so an interrupted run keeps its rows
+            json.dump(dict(env=env, results=rows, targets=targets(rows)), f, indent=1)
+    print_table(rows)
+    for line in targets(rows):
+        print(line)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
