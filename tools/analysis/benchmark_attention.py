@@ -4,12 +4,13 @@ Token grids 64², 128², 256² (1024², 2048², 4096² images at patch 16), C=76
 window 16 (shift 8 for shifted variants). fp32 on CPU, bf16 on CUDA. Each row times one
 attention layer (qkv + attention + proj, what a backbone runs) and, for the targets,
 the attention core (the layer minus its two Linear layers, timed separately on the
-same tokens).
+same tokens). On CUDA every case is timed eagerly and as replays of a captured CUDA
+graph (what a deployed encoder runs: no per-kernel launch cost).
 
 Examples::
 
     python tools/analysis/benchmark_attention.py                      # CPU, fp32, quick
-    python tools/analysis/benchmark_attention.py --device cuda --compile --out work_dirs/attn.json
+    python tools/analysis/benchmark_attention.py --device cuda --out work_dirs/attn.json
 """
 from __future__ import annotations
 
@@ -56,9 +57,8 @@ def parse_args():
     p.add_argument('--backends', nargs='+', default=None, help='subset of backends')
     p.add_argument('--repeats', type=int, default=None, help='timed runs (default 50 CUDA, 3 CPU)')
     p.add_argument('--warmup', type=int, default=None, help='untimed runs (default 10 CUDA, 1 CPU)')
-    p.add_argument('--compile', action='store_true', help='also time torch.compile-d layers (CUDA, sdpa)')
-    p.add_argument('--compile-grids', type=int, nargs='+', default=[128],
-                   help='grids at which --compile times compiled layers (each shape compiles anew)')
+    p.add_argument('--no-graph', action='store_true',
+                   help='skip the CUDA-graph timings (replays of a captured layer, no launch overhead)')
     p.add_argument('--out', default='work_dirs/benchmark_attention.json', help='JSON output')
     return p.parse_args()
 
@@ -117,18 +117,32 @@ def linear_only(layer, inputs) -> Callable:
     return lambda: layer.proj(layer.qkv(tokens)[:, :EMBED_DIM])
 
 
-def run_case(label, cfg, side, backend, args, device, dtype, compiled) -> Dict:
+def cuda_graph(fn: Callable) -> Callable:
+    """Capture ``fn`` once (after warm-up on a side stream) and return its replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def run_case(label, cfg, side, backend, args, device, dtype, graphed) -> Dict:
     layer = MODELS.build(dict(cfg, embed_dim=EMBED_DIM, num_heads=HEADS, backend=backend)).to(device, dtype).eval()
     inputs = make_inputs(label, side, device, dtype)
-    fn_layer = torch.compile(layer) if compiled else layer
     with torch.no_grad():
-        def call():
-            return fn_layer(inputs)
-        ms = timer(call, device, args.warmup, args.repeats)
+        call, linear = (lambda: layer(inputs)), linear_only(layer, inputs)
         mem = peak_memory_mib(call, device)
-        ms_linear = timer(linear_only(layer, inputs), device, args.warmup, args.repeats)
+        if graphed:
+            call, linear = cuda_graph(call), cuda_graph(linear)
+        ms = timer(call, device, args.warmup, args.repeats)
+        ms_linear = timer(linear, device, args.warmup, args.repeats)
     return dict(variant=label, type=cfg['type'], tokens=f'{side}x{side}', image=f'{side * 16}x{side * 16}',
-                backend=backend, compiled=compiled, device=str(device), dtype=str(dtype).replace('torch.', ''),
+                backend=backend, mode='graph' if graphed else 'eager', device=str(device), dtype=str(dtype).replace('torch.', ''),
                 layer_ms=round(ms, 4), linear_ms=round(ms_linear, 4), core_ms=round(ms - ms_linear, 4),
                 peak_mem_mib=round(mem, 1))
 
@@ -145,8 +159,7 @@ def plan(args, device):
                 if backend == 'reference' and (side > 64 or label == 'Global'):
                     continue  # the reference loop is a test path
                 cases.append((label, cfg, side, backend, False))
-                if (args.compile and device.type == 'cuda' and backend == 'sdpa'
-                        and side in args.compile_grids):
+                if device.type == 'cuda' and not args.no_graph and backend != 'reference':
                     cases.append((label, cfg, side, backend, True))
     return cases
 
@@ -156,7 +169,7 @@ def print_table(rows: List[Dict]) -> None:
     print(head)
     print('-' * len(head))
     for r in rows:
-        mode = 'compiled' if r['compiled'] else 'eager'
+        mode = r['mode']
         print(f"{r['tokens']:>9} {r['variant']:<24} {r['backend']:<9} {mode:<8} {r['layer_ms']:>9.3f} "
               f"{r['core_ms']:>8.3f} {r['peak_mem_mib']:>9.1f}")
 
@@ -164,16 +177,15 @@ def print_table(rows: List[Dict]) -> None:
 def targets(rows: List[Dict]) -> List[str]:
     """Issue targets at 128² tokens on CUDA: Flash <= 0.8 Plain, <= 1.25 dense bound, KVPad <= 1.3 bound."""
     out = []
-    for compiled in (False, True):
+    for mode in ('eager', 'graph'):
         sel = {(r['variant'], r['backend']): r for r in rows
-               if r['tokens'] == '128x128' and r['compiled'] == compiled}
+               if r['tokens'] == '128x128' and r['mode'] == mode}
         best = {}
         for (variant, _), r in sel.items():
             if variant not in best or r['core_ms'] < best[variant]['core_ms']:
                 best[variant] = r
         if not {'FlashSwin', 'PlainSwin', 'NonShiftWindow', 'KVPadSwin'} <= best.keys():
             continue
-        mode = 'compiled' if compiled else 'eager'
         for key in ('core_ms', 'layer_ms'):
             f, p, d, kv = (best[v][key] for v in ('FlashSwin', 'PlainSwin', 'NonShiftWindow', 'KVPadSwin'))
             out.append(f'[{mode}, {key}] FlashSwin/PlainSwin = {f / p:.2f} (target <= 0.80), '

@@ -81,18 +81,29 @@ def reference_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartition, s
 
 
 # --------------------------------------------------------------------------- sdpa
-def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartition, scale: float) -> Tensor:
-    """One dense SDPA call per run of equal-sized groups (see ``TokenPartition.buckets``)."""
-    B, _, H, d = q.shape
+def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartition, scale: float,
+                   out_index: Optional[Tensor] = None) -> Tensor:
+    """One dense SDPA call per run of equal-sized groups (see ``TokenPartition.buckets``).
+
+    With ``out_index`` each bucket's output is scattered straight to its rows, which
+    saves the concatenation of buckets and the reorder that would follow it.
+    """
+    B, Lq, H, d = q.shape
+    out = None if out_index is None else q.new_empty(B, int(out_index.numel()), H, d)
     outs, qs, ks = [], 0, 0
     for n, lq, lk in part.buckets:
         # (B, n*l, H, d) -> (B*n, H, l, d): views only, the batch dim is never mixed with groups.
         qb = q[:, qs:qs + n * lq].reshape(B * n, lq, H, d).transpose(1, 2)
         kb = k[:, ks:ks + n * lk].reshape(B * n, lk, H, d).transpose(1, 2)
         vb = v[:, ks:ks + n * lk].reshape(B * n, lk, H, d).transpose(1, 2)
-        ob = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
-        outs.append(ob.transpose(1, 2).reshape(B, n * lq, H, d))
+        ob = F.scaled_dot_product_attention(qb, kb, vb, scale=scale).transpose(1, 2).reshape(B, n * lq, H, d)
+        if out is None:
+            outs.append(ob)
+        else:
+            out[:, out_index[qs:qs + n * lq]] = ob
         qs, ks = qs + n * lq, ks + n * lk
+    if out is not None:
+        return out
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
 
@@ -194,7 +205,7 @@ _KERNELS = {
 
 
 def block_diagonal_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartition, scale: float,
-                             backend: str = 'auto') -> Tensor:
+                             backend: str = 'auto', out_index: Optional[Tensor] = None) -> Tensor:
     """Attention inside each group of ``part``.
 
     Args:
@@ -204,11 +215,21 @@ def block_diagonal_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartiti
         part (TokenPartition): the groups.
         scale (float): softmax scale.
         backend (str): one of :data:`BACKENDS`.
+        out_index (Tensor, optional): (Lq,) destination row of each query's output; a
+            permutation (typically ``part.q_index``, giving the original token order).
 
     Returns:
-        Tensor: (B, Lq, H, d).
+        Tensor: (B, Lq, H, d), in group order, or scattered by ``out_index``.
     """
-    return _KERNELS[resolve_backend(backend)](q, k, v, part, scale)
+    name = resolve_backend(backend)
+    if name == 'sdpa':
+        return sdpa_attention(q, k, v, part, scale, out_index)
+    out = _KERNELS[name](q, k, v, part, scale)
+    if out_index is None:
+        return out
+    scattered = torch.empty_like(out)
+    scattered[:, out_index] = out
+    return scattered
 
 
 def available_backends(device) -> list:

@@ -1,8 +1,7 @@
 """The Flexible Local Attention layer shared by every attention variant."""
 from __future__ import annotations
 
-import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -13,10 +12,27 @@ from .index_maps import Grid, TokenPartition, multi_scale_partition
 from .rope import AxialRoPE
 
 
-@functools.lru_cache(maxsize=256)
-def bucketed(part: TokenPartition) -> TokenPartition:
-    """Cached :meth:`TokenPartition.bucketed` of a cached partition."""
-    return part.bucketed()
+# A plain dict rather than functools.lru_cache: torch.compile traces through lru_cache
+# wrappers (rebuilding the maps in every graph), while it reads a global dict's entries
+# as guarded constants, so a warm cache keeps compiled layers free of graph breaks.
+_PARTITIONS: Dict[tuple, TokenPartition] = {}
+
+
+def cached_partition(kind: str, grids: Tuple[Grid, ...], device: str, params: tuple) -> TokenPartition:
+    """The bucketed partition for ``multi_scale_partition(kind, grids, device, **params)``,
+    with every derived index the layer uses computed up front."""
+    key = (kind, grids, device, params)
+    part = _PARTITIONS.get(key)
+    if part is None:
+        part = multi_scale_partition(kind, grids, device, **dict(params)).bucketed()
+        for name in ('inverse', 'is_identity', 'kv_follows_q', 'uses_padding', 'buckets', 'slot_overhead'):
+            getattr(part, name)
+        if part.uses_padding:
+            for name in ('kv_source', 'kv_source_in_q_order', 'pad_slots', 'slot_of_token', 'slot_partition'):
+                getattr(part, name)
+            getattr(part.slot_partition, 'buckets')
+        _PARTITIONS[key] = part
+    return part
 
 
 class FlexibleLocalAttention(BaseModule):
@@ -69,7 +85,7 @@ class FlexibleLocalAttention(BaseModule):
 
     def partition(self, grids: Tuple[Grid, ...], device: str) -> TokenPartition:
         """The groups for tokens of ``grids`` laid end to end, on ``device`` (cached)."""
-        return bucketed(multi_scale_partition(self.partition_kind, grids, device, **self.partition_params()))
+        return cached_partition(self.partition_kind, grids, device, tuple(sorted(self.partition_params().items())))
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, rope: Optional[AxialRoPE] = None) -> Tensor:
@@ -100,6 +116,11 @@ class FlexibleLocalAttention(BaseModule):
         sizes = [h * w for h, w in grids]
         return [o.view_as(x) for o, x in zip(out.split(sizes, dim=1), xs)]
 
+    #: KV-padded layers attend over all k² slots of every window, pad-slot queries included
+    #: (their outputs are dropped), while that adds at most this fraction of extra tokens:
+    #: one dense attention batch on contiguous qkv then beats gathering keys per window.
+    slot_layout_max_overhead = 0.35
+
     def forward_tokens(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE] = None) -> Tensor:
         """Attention over a token sequence (B, L, C) made of the raster-ordered ``grids``."""
         B, L, C = x.shape
@@ -108,23 +129,42 @@ class FlexibleLocalAttention(BaseModule):
         part = self.partition(tuple(grids), str(x.device))
         if L != part.num_tokens:
             raise ValueError(f'{L} tokens do not match grids {grids}')
-        heads, d = self.num_heads, self.head_dim
+        if part.uses_padding and part.slot_overhead <= self.slot_layout_max_overhead:
+            out = self._attend_over_slots(x, part, rope)
+        else:
+            out = self._attend_over_groups(x, part, rope)
+        return self.proj(out.flatten(2))
 
+    def _attend_over_groups(self, x: Tensor, part: TokenPartition, rope: Optional[AxialRoPE]) -> Tensor:
+        """Queries of real tokens in group order; returns (B, L, heads, d) in raster order."""
+        B = x.shape[0]
+        heads, d = self.num_heads, self.head_dim
         x_grouped = x if part.is_identity else x[:, part.q_index]
         qkv = self.qkv(x_grouped).unflatten(-1, (3, heads, d))  # (B, L, 3, heads, d)
         q, k, v = qkv.unbind(2)
         if not part.kv_follows_q:
-            kv = qkv[:, :, 1:]
+            kv = qkv[:, part.kv_source_in_q_order, 1:]  # (B, Lkv, 2, heads, d)
             if part.uses_padding:
-                pad_kv = self.qkv(self.padding).view(1, 1, 3, heads, d)[:, :, 1:].to(kv.dtype)
-                kv = torch.cat([kv, pad_kv.expand(B, 1, 2, heads, d)], dim=1)
-            k, v = kv[:, part.kv_index_in_q_order].unbind(2)  # (B, Lkv, heads, d) each
+                pad_kv = self.qkv(self.padding).view(1, 1, 3, heads, d)[:, :, 1:]
+                kv[:, part.pad_slots] = pad_kv.to(kv.dtype).expand(B, len(part.pad_slots), 2, heads, d)
+            k, v = kv.unbind(2)
         if rope is not None:
             q, k = rope(q, part.q_pos), rope(k, part.kv_pos)
+        out_index = None if part.is_identity else part.q_index
+        return block_diagonal_attention(q, k, v, part, self.scale, self.backend, out_index=out_index)
 
-        out = block_diagonal_attention(q, k, v, part, self.scale, self.backend)  # (B, L, heads, d)
-        out = self.proj(out.flatten(2))
-        return out if part.is_identity else out[:, part.inverse]
+    def _attend_over_slots(self, x: Tensor, part: TokenPartition, rope: Optional[AxialRoPE]) -> Tensor:
+        """Every key slot also queries (pad slots hold the pad token), so q, k, v come from one
+        contiguous projection and each window is one dense block; returns (B, L, heads, d)."""
+        B = x.shape[0]
+        heads, d = self.num_heads, self.head_dim
+        x_slots = x[:, part.kv_source]  # (B, Lkv, C); pad slots are overwritten next
+        x_slots[:, part.pad_slots] = self.padding.to(x_slots.dtype).expand(B, len(part.pad_slots), -1)
+        q, k, v = self.qkv(x_slots).unflatten(-1, (3, heads, d)).unbind(2)
+        if rope is not None:
+            q, k = rope(q, part.kv_pos), rope(k, part.kv_pos)
+        out = block_diagonal_attention(q, k, v, part.slot_partition, self.scale, self.backend)
+        return out[:, part.slot_of_token]
 
     def extra_repr(self) -> str:
         return f'embed_dim={self.embed_dim}, num_heads={self.num_heads}, backend={self.backend!r}'

@@ -76,14 +76,40 @@ class TokenPartition:
         return torch.argsort(self.q_index)
 
     @functools.cached_property
-    def kv_index_in_q_order(self) -> Tensor:
-        """(Lkv,) long: ``kv_index`` re-expressed on the query-ordered sequence.
+    def kv_source(self) -> Tensor:
+        """(Lkv,) long: ``kv_index`` with pad slots pointing at token 0 (then overwritten)."""
+        return torch.where(self.kv_index == self.num_tokens, 0, self.kv_index)
 
-        ``cat([x[q_index], pad])[kv_index_in_q_order] == cat([x, pad])[kv_index]``, so
-        a layer can reorder its input once and gather keys from the reordered copy.
-        """
-        pad = self.inverse.new_full((1,), self.num_tokens)
-        return torch.cat([self.inverse, pad])[self.kv_index]
+    @functools.cached_property
+    def kv_source_in_q_order(self) -> Tensor:
+        """(Lkv,) long: :attr:`kv_source` on the query-ordered sequence."""
+        return self.inverse[self.kv_source]
+
+    @functools.cached_property
+    def pad_slots(self) -> Tensor:
+        """(P,) long: key/value positions that hold the pad token."""
+        return torch.nonzero(self.kv_index == self.num_tokens).flatten()
+
+    @functools.cached_property
+    def slot_overhead(self) -> float:
+        """Extra fraction of work when every key slot also acts as a query."""
+        return self.kv_index.numel() / self.num_tokens - 1
+
+    @functools.cached_property
+    def slot_of_token(self) -> Tensor:
+        """(num_tokens,) long: the key slot holding each token (each appears once)."""
+        real = torch.nonzero(self.kv_index != self.num_tokens).flatten()
+        if real.numel() != self.num_tokens:
+            raise ValueError('every token must fill exactly one key slot')
+        slot = torch.empty_like(real)
+        slot[self.kv_index[real]] = real
+        return slot
+
+    @functools.cached_property
+    def slot_partition(self) -> 'TokenPartition':
+        """The key/value groups used as query groups too (pad slots query as well)."""
+        return TokenPartition(self.kv_index, self.kv_lengths, self.kv_index, self.kv_lengths,
+                              self.kv_pos, self.kv_pos, self.num_tokens)
 
     @functools.cached_property
     def kv_follows_q(self) -> bool:

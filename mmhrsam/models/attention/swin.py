@@ -2,9 +2,8 @@
 traditional Plain Swin (cyclic roll + additive mask) they are checked against."""
 from __future__ import annotations
 
-import functools
 import math
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +98,17 @@ class MultiScaleKVPadSwinAttention(KVPadSwinAttention):
         return self.forward_multi_scale(xs, rope)
 
 
-@functools.lru_cache(maxsize=64)
+_LAYOUTS: Dict[tuple, Tuple[Tensor, Tensor]] = {}  # a dict, not lru_cache: see base.cached_partition
+
+
 def _plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Tensor, Tensor]:
+    key = (h, w, k, s, device)
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = _build_plain_swin_layout(h, w, k, s, device)
+    return _LAYOUTS[key]
+
+
+def _build_plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Tensor, Tensor]:
     """Additive mask (nW, k², k²) and RoPE positions (nW*k², 2) of the rolled, padded grid.
 
     Tokens carry a region label: in the rolled frame, Swin's three row and column slices

@@ -148,10 +148,12 @@ def test_kv_padding_fills_every_window_to_k_squared(h, w, k, s):
         real = kv[g][kv[g] != h * w]
         assert torch.equal(torch.sort(real).values, torch.sort(q_grp).values)
         assert (kv[g] == h * w).sum() == k * k - q_len
-    # q-order view points at the same tokens
-    qx = torch.arange(h * w + 1)
-    reordered = torch.cat([qx[:-1][part.q_index], qx[-1:]])
-    assert torch.equal(reordered[part.kv_index_in_q_order], qx[part.kv_index])
+    # the derived views used by the layer point at the same tokens
+    is_pad = part.kv_index == h * w
+    assert torch.equal(part.pad_slots, torch.nonzero(is_pad).flatten())
+    assert torch.equal(part.q_index[part.kv_source_in_q_order][~is_pad], part.kv_index[~is_pad])
+    assert torch.equal(part.kv_index[part.slot_of_token], torch.arange(h * w))
+    assert part.slot_overhead == pytest.approx(kv.numel() / (h * w) - 1)
 
 
 def test_shifted_group_sizes_on_multiples():

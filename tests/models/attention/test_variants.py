@@ -163,10 +163,28 @@ def test_kv_pad_swin_equals_per_window_loop(h, w, k, s, backend):
         torch.testing.assert_close(attn(x, rope), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_kv_pad_token_gets_gradient_through_keys_and_values():
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_kv_pad_slot_layout_equals_per_window_loop(backend):
+    """On large grids every slot queries too (one dense batch); the result must not change."""
+    torch.manual_seed(7)
+    attn = build('KVPadSwinAttention', window_size=4, shift_size=2, backend=backend)
+    x = torch.randn(2, 18, 20, C)  # 5x6 windows of 16 slots for 360 tokens: 1/3 extra
+    assert attn.partition(((18, 20), ), 'cpu').slot_overhead <= attn.slot_layout_max_overhead
+    rope = AxialRoPE(C // HEADS)
+    with torch.no_grad():
+        ref = kv_pad_loop_reference(attn, x, 4, 2, rope)
+        torch.testing.assert_close(attn(x, rope), ref, rtol=1e-5, atol=1e-5)
+        attn.slot_layout_max_overhead = 0.0  # force the per-group layout
+        torch.testing.assert_close(attn(x, rope), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('h,w', [(8, 8), (18, 20)])  # per-group and all-slot layouts
+def test_kv_pad_token_gets_gradient_through_keys_and_values(h, w):
     attn = build('KVPadSwinAttention', window_size=4, shift_size=2)
-    attn(torch.randn(2, 8, 8, C)).square().sum().backward()
+    x = torch.randn(2, h, w, C, requires_grad=True)
+    attn(x).square().sum().backward()
     assert attn.padding.grad is not None and attn.padding.grad.abs().sum() > 0
+    assert x.grad.abs().sum() > 0
 
 
 def test_kv_pad_differs_from_flash_swin_only_at_padded_windows():
@@ -318,3 +336,20 @@ def test_bad_input_shapes_are_clear_errors():
         attn(torch.randn(2, 16, C))
     with pytest.raises(ValueError, match='channels'):
         attn(torch.randn(1, 4, 4, C + 1))
+
+
+@pytest.mark.parametrize('type_,kw,shape', [
+    ('FlashSwinAttention', dict(window_size=4, shift_size=2), (2, 10, 13)),
+    ('KVPadSwinAttention', dict(window_size=4, shift_size=2), (2, 6, 6)),     # per-group layout
+    ('KVPadSwinAttention', dict(window_size=4, shift_size=2), (2, 18, 20)),   # all-slot layout
+    ('PlainSwinAttention', dict(window_size=4, shift_size=2), (2, 10, 13)),
+    ('DilatedAttention', dict(dilation=3), (1, 7, 8)),
+])
+def test_layers_compile_without_graph_breaks(type_, kw, shape):
+    """Index maps come from a warm cache as guarded constants, not traced rebuilds."""
+    attn = build(type_, **kw)
+    x = torch.randn(*shape, C)
+    rope = AxialRoPE(C // HEADS)
+    expected = attn(x, rope)
+    compiled = torch.compile(attn, backend='eager', fullgraph=True)
+    torch.testing.assert_close(compiled(x, rope), expected)
