@@ -87,6 +87,7 @@ def peak_memory_mib(fn: Callable, device: torch.device) -> float:
     """Extra device memory (MiB) at the peak of one ``fn()`` call; NaN on CPU."""
     if device.type != 'cuda':
         return float('nan')
+    fn()  # caches (index maps, block masks, compiled kernels) are one-time costs
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()

@@ -121,7 +121,14 @@ def _flex_module():
 
 @functools.lru_cache(maxsize=None)
 def _compiled_flex_attention() -> Callable:
-    # FlexAttention is only fast when compiled; eager mode materializes the scores.
+    # FlexAttention is only fast when compiled; eager mode materializes the scores. Every
+    # grid / window / scale combination is a new static shape, and past dynamo's default
+    # of 8 recompiles it would silently fall back to that eager path (hundreds of GiB at
+    # 256² tokens), so the limit is raised for this function's many shapes.
+    import torch._dynamo.config as dynamo_config
+    for name in ('recompile_limit', 'cache_size_limit'):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 256))
     return torch.compile(_flex_module().flex_attention, dynamic=False)
 
 
