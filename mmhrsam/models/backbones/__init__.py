@@ -1,0 +1,5 @@
+from .hrsam import HRSAM
+from .hrsam_plusplus import HRSAMPlusPlus
+from .sam_vit import SAMViT
+
+__all__ = ['HRSAM', 'HRSAMPlusPlus', 'SAMViT']

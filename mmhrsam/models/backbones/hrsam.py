@@ -1,0 +1,261 @@
+"""HRSAM: a ViT-B image encoder with Flexible Local Attention and Cycle-scan (paper Sec. 3).
+
+Layout of the released checkpoints is kept (SPEC §3): ``patch_embed.proj``, ``pos_embed``,
+``blocks.{i}.{norm1,attn.{qkv,proj,padding},norm2,mlp.{fc1,fc2}}``, ``mamba_blocks.{k}``,
+``lateral_convs.{k}.{0,1}``, ``out_conv.{0,2}``.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torchvision.ops import StochasticDepth
+
+from mmhrsam.registry import MODELS
+
+from ..attention import AxialRoPE
+from ..attention.index_maps import Grid
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact GELU -> fc2."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block on raster token sequences of one or more grids.
+
+    Args:
+        dim (int): channels C.
+        mlp_ratio (float): MLP hidden width / C.
+        attn_cfg (dict): config of a registered attention variant (embed_dim, num_heads,
+            window arguments included).
+        drop_path (float): stochastic-depth rate of both residual branches.
+    """
+
+    def __init__(self, dim: int, mlp_ratio: float, attn_cfg: dict, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MODELS.build(attn_cfg)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = StochasticDepth(drop_path, mode='row') if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE]) -> Tensor:
+        """x: (B, L, C) tokens of ``grids`` laid end to end -> (B, L, C)."""
+        x = x + self.drop_path(self.attn.forward_tokens(self.norm1(x), grids, rope))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class Permute(nn.Module):
+    """Permute dimensions (lets a LayerNorm act on the channels of an NCHW map)."""
+
+    def __init__(self, *dims: int):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(*self.dims)
+
+
+def split_grids(x: Tensor, grids: Sequence[Grid]) -> List[Tensor]:
+    """(B, sum h*w, C) -> list of (B, h, w, C) maps."""
+    sizes = [h * w for h, w in grids]
+    return [t.unflatten(1, g) for t, g in zip(x.split(sizes, dim=1), grids)]
+
+
+@MODELS.register_module()
+class HRSAM(BaseModule):
+    """HRSAM image encoder (paper Fig. 2, App. D.2): ``MODELS.build(dict(type='HRSAM'))``
+    is the paper's ViT-B model (96,369,152 parameters).
+
+    Patch embedding, an MAE-shaped absolute position embedding resized to the token grid,
+    2-D axial RoPE, ``depth`` blocks in ``num_stages`` stages whose windows alternate
+    non-shift / shifted, a Cycle-scan module before the last block of every stage, and a
+    fusion of all stage outputs into SAM's 256-channel embedding.
+
+    Any input size works: the image is zero-padded bottom/right to a multiple of
+    ``patch_size`` (the embedding covers ``ceil(H/16) x ceil(W/16)`` tokens), and token
+    grids that are not a multiple of the window are handled by the attention's index maps.
+
+    Args:
+        patch_size (int): patch and stride of the patch embedding.
+        in_channels (int): image channels.
+        embed_dim (int): token channels C.
+        depth (int): number of blocks.
+        num_heads (int): attention heads.
+        mlp_ratio (float): MLP hidden width / C.
+        num_stages (int): stages; ``depth`` must be divisible by it.
+        window_size (int): attention window k (odd blocks shift by k // 2).
+        attn_cfg (dict): attention variant of every block; window arguments are filled in
+            per block for variants that take them (Table 3: GlobalAttention,
+            FlashSwinAttention, KVPadSwinAttention, PlainSwinAttention, DilatedAttention).
+        cycle_scan_cfg (dict, optional): Cycle-scan module before each stage's last block;
+            None removes them (Table 3 rows without Cycle-scan).
+        pretrain_grid (int): side of the pretrained position-embedding grid (MAE: 14).
+        out_channels (int): channels of the fused embedding (SAM's decoder: 256).
+        out_indices (Sequence[int], optional): if given, return these stages' outputs, each
+            (B, C, H/16, W/16), instead of the fused embedding (mmseg's ViT convention).
+        use_rope (bool): rotate q and k with axial RoPE.
+        drop_path_rate (float): stochastic depth, linearly increasing over blocks.
+        with_cp (bool): gradient checkpointing of every block and Cycle-scan.
+        init_cfg (dict, optional): MMEngine initialization config (e.g. ``Pretrained``).
+    """
+
+    #: Attribute holding the per-stage Cycle-scan modules (checkpoint name).
+    scan_attr = 'mamba_blocks'
+
+    def __init__(self,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 embed_dim: int = 768,
+                 depth: int = 12,
+                 num_heads: int = 12,
+                 mlp_ratio: float = 4.0,
+                 num_stages: int = 4,
+                 window_size: int = 16,
+                 attn_cfg: dict = dict(type='KVPadSwinAttention'),
+                 cycle_scan_cfg: Optional[dict] = dict(type='CycleScan', d_state=32),
+                 pretrain_grid: int = 14,
+                 out_channels: int = 256,
+                 out_indices: Optional[Sequence[int]] = None,
+                 use_rope: bool = True,
+                 drop_path_rate: float = 0.0,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if depth % num_stages:
+            raise ValueError(f'depth {depth} must be divisible by num_stages {num_stages}')
+        self.patch_size, self.embed_dim, self.num_stages = patch_size, embed_dim, num_stages
+        self.stage_depth = depth // num_stages
+        self.pretrain_grid = pretrain_grid
+        self.out_indices = tuple(out_indices) if out_indices is not None else None
+        self.with_cp = with_cp
+
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
+        # MAE's (1, 1 + 14*14, C) shape; slot 0 (the class token's) is unused.
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + pretrain_grid ** 2, embed_dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.rope = AxialRoPE(embed_dim // num_heads) if use_rope else None
+
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, mlp_ratio, self._block_attn_cfg(attn_cfg, i, embed_dim, num_heads, window_size), dpr[i])
+            for i in range(depth))
+        scans = None
+        if cycle_scan_cfg is not None:
+            scans = nn.ModuleList(MODELS.build(dict(cycle_scan_cfg, embed_dim=embed_dim)) for _ in range(num_stages))
+        setattr(self, self.scan_attr, scans)
+        self.lateral_convs = nn.ModuleList(
+            nn.Sequential(nn.Linear(self.stage_channels, out_channels, bias=False), nn.LayerNorm(out_channels))
+            for _ in range(num_stages))
+        self.out_conv = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False),
+            Permute(0, 2, 3, 1), nn.LayerNorm(out_channels), Permute(0, 3, 1, 2))
+
+    @property
+    def stage_channels(self) -> int:
+        """Channels of one stage's feature before its lateral projection."""
+        return self.embed_dim
+
+    @staticmethod
+    def _block_attn_cfg(attn_cfg: dict, index: int, embed_dim: int, num_heads: int, window_size: int) -> dict:
+        cfg = dict(attn_cfg, embed_dim=embed_dim, num_heads=num_heads)
+        if MODELS.get(cfg['type']).partition_kind == 'window':
+            cfg.setdefault('window_size', window_size)
+            cfg['shift_size'] = cfg['window_size'] // 2 if index % 2 else 0  # P S P | S P S | ...
+        return cfg
+
+    # ------------------------------------------------------------------ embedding
+    def embed(self, img: Tensor) -> Tensor:
+        """(B, 3, H, W) normalized image -> (B, h, w, C) tokens with position embedding."""
+        p = self.patch_size
+        H, W = img.shape[-2:]
+        img = F.pad(img, (0, (-W) % p, 0, (-H) % p))
+        x = self.patch_embed.proj(img).permute(0, 2, 3, 1)  # (B, h, w, C)
+        return x + self.resized_pos_embed(x.shape[1:3]).to(x.dtype)
+
+    def resized_pos_embed(self, grid: Grid) -> Tensor:
+        """(1, h, w, C): the pretrained grid of position embeddings resized bilinearly."""
+        g = self.pretrain_grid
+        pos = self.pos_embed[:, 1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)
+        if tuple(grid) != (g, g):
+            pos = F.interpolate(pos.float(), size=tuple(grid), mode='bilinear', align_corners=False)
+        return pos.permute(0, 2, 3, 1)
+
+    def embed_inputs(self, img: Tensor) -> Tuple[Tensor, Tuple[Grid, ...]]:
+        """Token sequence (B, L, C) and the grids it is made of."""
+        x = self.embed(img)
+        return x.flatten(1, 2), (tuple(x.shape[1:3]), )
+
+    # ------------------------------------------------------------------ forward
+    def _run(self, fn, *args):
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def scan_each_scale(self, scan: nn.Module, x: Tensor, grids: Tuple[Grid, ...]) -> Tensor:
+        """Run a Cycle-scan module on every grid's tokens separately."""
+        if len(grids) == 1:
+            return self._run(scan, x)
+        sizes = [h * w for h, w in grids]
+        return torch.cat([self._run(scan, t) for t in x.split(sizes, dim=1)], dim=1)
+
+    def after_stage(self, stage: int, x: Tensor, grids: Tuple[Grid, ...]) -> Tensor:
+        """Hook after each stage's last block (HRSAM++ fuses scales here)."""
+        return x
+
+    def stage_feature(self, stage: int, x: Tensor, grids: Tuple[Grid, ...]) -> Tensor:
+        """(B, h, w, C') feature of the main grid that the lateral projection takes."""
+        return split_grids(x, grids)[0]
+
+    def forward_stages(self, img: Tensor) -> List[Tensor]:
+        """The ``num_stages`` stage features, each (B, h, w, stage_channels)."""
+        x, grids = self.embed_inputs(img)
+        scans = getattr(self, self.scan_attr)
+        feats = []
+        for stage in range(self.num_stages):
+            for i in range(stage * self.stage_depth, (stage + 1) * self.stage_depth):
+                if scans is not None and i == (stage + 1) * self.stage_depth - 1:
+                    x = self.scan_each_scale(scans[stage], x, grids)
+                x = self._run(self.blocks[i], x, grids, self.rope)
+            x = self.after_stage(stage, x, grids)
+            feats.append(self.stage_feature(stage, x, grids))
+        return feats
+
+    def forward(self, img: Tensor) -> Tuple[Tensor, ...]:
+        """Args:
+            img (Tensor): (B, 3, H, W) normalized image, any H and W.
+
+        Returns:
+            tuple[Tensor]: ``(embedding,)`` with embedding (B, out_channels, h, w),
+            h = ceil(H / patch_size); or, with ``out_indices``, those stage features,
+            each (B, stage_channels, h, w).
+        """
+        feats = self.forward_stages(img)
+        if self.out_indices is not None:
+            return tuple(feats[i].permute(0, 3, 1, 2).contiguous() for i in self.out_indices)
+        fused = sum(lateral(f) for lateral, f in zip(self.lateral_convs, feats))  # (B, h, w, out)
+        return (self.out_conv(fused.permute(0, 3, 1, 2)), )
+
+    @property
+    def embedding_stride(self) -> int:
+        return self.patch_size
+
+    def embedding_size(self, height: int, width: int) -> Grid:
+        """Token grid of an (height, width) input."""
+        return math.ceil(height / self.patch_size), math.ceil(width / self.patch_size)

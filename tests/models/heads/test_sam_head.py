@@ -1,0 +1,148 @@
+"""SAMHead against segment_anything's own prompt encoder + mask decoder."""
+import pytest
+import torch
+from segment_anything import sam_model_registry
+
+from mmhrsam.models.heads import SAMHead
+from mmhrsam.registry import MODELS
+
+
+@pytest.fixture(scope='module')
+def sam_and_head():
+    """A random-weight SAM ViT-B built by segment_anything and a SAMHead holding its weights."""
+    torch.manual_seed(0)
+    sam = sam_model_registry['vit_b']().eval()
+    head = MODELS.build(dict(type='SAMHead')).eval()
+    # Strict load: the head's modules are exactly SAM's prompt_encoder / mask_decoder.
+    head.load_state_dict({k: v for k, v in sam.state_dict().items() if not k.startswith('image_encoder.')})
+    return sam, head
+
+
+def sam_reference(sam, embedding, points, labels, prev_logits):
+    """segment_anything's path, as in ``SamPredictor.predict_torch`` with multimask_output=False."""
+    sparse, dense = sam.prompt_encoder(points=(points, labels), boxes=None, masks=prev_logits)
+    return sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
+                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                            multimask_output=False)
+
+
+def random_clicks(batch, num, size, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    points = torch.randint(0, size, (batch, num, 2), generator=gen).float()
+    labels = torch.randint(0, 2, (batch, num), generator=gen)
+    return points, labels
+
+
+def test_built_like_segment_anything(sam_and_head):
+    sam, head = sam_and_head
+    assert repr(head.prompt_encoder) == repr(sam.prompt_encoder)
+    assert repr(head.mask_decoder) == repr(sam.mask_decoder)
+
+
+@pytest.mark.parametrize('with_prev', [False, True])
+@torch.no_grad()
+def test_equals_segment_anything_64(sam_and_head, with_prev):
+    sam, head = sam_and_head
+    embedding = torch.randn(1, 256, 64, 64)
+    points, labels = random_clicks(1, 4, 1024)
+    prev = torch.randn(1, 1, 256, 256) if with_prev else None
+    ref_logits, ref_iou = sam_reference(sam, embedding, points, labels, prev)
+    logits, iou = head(embedding, points, labels, prev)
+    assert logits.shape == (1, 1, 256, 256) and iou.shape == (1, 1)
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
+    torch.testing.assert_close(iou, ref_iou, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_one_image_many_prompt_sets(sam_and_head):
+    """segment_anything's native layout: one embedding shared by B prompt sets."""
+    sam, head = sam_and_head
+    embedding = torch.randn(1, 256, 64, 64)
+    points, labels = random_clicks(3, 2, 1024)
+    ref_logits, ref_iou = sam_reference(sam, embedding, points, labels, None)
+    logits, iou = head(embedding, points, labels)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(iou, ref_iou)
+
+
+@pytest.mark.parametrize('grid', [(128, 128), (96, 160)])
+@torch.no_grad()
+def test_larger_and_non_square_grids(sam_and_head, grid):
+    sam, head = sam_and_head
+    h, w = grid
+    pe = head.dense_pe(grid)
+    assert pe.shape == (1, 256, h, w)
+    points, labels = random_clicks(1, 3, min(16 * h, 16 * w))
+    logits, iou = head(torch.randn(1, 256, h, w), points, labels, torch.randn(1, 1, 4 * h, 4 * w))
+    assert logits.shape == (1, 1, 4 * h, 4 * w) and iou.shape == (1, 1)
+    # Clicks are normalised by the actual input size (16h, 16w), like upstream with
+    # input_image_size set to it; the shared prompt encoder is left untouched.
+    encoder = sam.prompt_encoder
+    encoder.input_image_size = (16 * h, 16 * w)
+    try:
+        ref = encoder._embed_points(points, labels, pad=True)
+    finally:
+        encoder.input_image_size = (1024, 1024)
+    torch.testing.assert_close(head.embed_points(points, labels, (16 * h, 16 * w)), ref, rtol=0, atol=0)
+    assert head.prompt_encoder.input_image_size == (1024, 1024)
+
+
+def test_dense_pe_64_is_upstream(sam_and_head):
+    sam, head = sam_and_head
+    torch.testing.assert_close(head.dense_pe((64, 64)), sam.prompt_encoder.get_dense_pe(), rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_pixel_centre_and_pad_point(sam_and_head):
+    """Callers pass integer pixel indices; the head adds +0.5 and appends a pad point."""
+    _, head = sam_and_head
+    encoder = head.prompt_encoder
+    points = torch.tensor([[[10., 20.], [1023., 0.]]])
+    labels = torch.tensor([[1, 0]])
+    sparse = head.embed_points(points, labels, (1024, 1024))
+    assert sparse.shape == (1, 3, 256)
+    centres = torch.tensor([[[10.5 / 1024, 20.5 / 1024], [1023.5 / 1024, 0.5 / 1024]]])
+    expected_pe = encoder.pe_layer._pe_encoding(centres)
+    torch.testing.assert_close(sparse[:, 0], expected_pe[:, 0] + encoder.point_embeddings[1].weight)
+    torch.testing.assert_close(sparse[:, 1], expected_pe[:, 1] + encoder.point_embeddings[0].weight)
+    # Pad point: no positional part, only not_a_point_embed (also for -1 padding clicks).
+    torch.testing.assert_close(sparse[:, 2], encoder.not_a_point_embed.weight)
+    padded = head.embed_points(points, torch.tensor([[1, -1]]), (1024, 1024))
+    torch.testing.assert_close(padded[:, 1], encoder.not_a_point_embed.weight)
+
+
+@torch.no_grad()
+def test_batch_equals_per_sample(sam_and_head):
+    _, head = sam_and_head
+    torch.manual_seed(2)
+    embeddings = torch.randn(3, 256, 32, 48)
+    points, labels = random_clicks(3, 4, 512, seed=3)
+    labels[1, 2:] = -1  # sample 1 has only two real clicks
+    prev = torch.randn(3, 1, 128, 192)
+    logits, iou = head(embeddings, points, labels, prev)
+    for i in range(3):
+        one_logits, one_iou = head(embeddings[i:i + 1], points[i:i + 1], labels[i:i + 1], prev[i:i + 1])
+        torch.testing.assert_close(logits[i:i + 1], one_logits)
+        torch.testing.assert_close(iou[i:i + 1], one_iou)
+
+
+@torch.no_grad()
+def test_prev_valid_selects_no_mask(sam_and_head):
+    _, head = sam_and_head
+    embeddings = torch.randn(2, 256, 16, 16)
+    points, labels = random_clicks(2, 1, 256)
+    prev = torch.randn(2, 1, 64, 64)
+    logits, _ = head(embeddings, points, labels, prev, prev_valid=torch.tensor([True, False]))
+    with_prev, _ = head(embeddings[:1], points[:1], labels[:1], prev[:1])
+    without_prev, _ = head(embeddings[1:], points[1:], labels[1:], None)
+    torch.testing.assert_close(logits[:1], with_prev)
+    torch.testing.assert_close(logits[1:], without_prev)
+
+
+def test_shape_errors(sam_and_head):
+    _, head = sam_and_head
+    points, labels = random_clicks(2, 1, 256)
+    with pytest.raises(ValueError, match='prev_logits'):
+        head(torch.randn(2, 256, 16, 16), points, labels, torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match='image embeddings'):
+        head(torch.randn(3, 256, 16, 16), points, labels)
