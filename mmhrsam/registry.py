@@ -33,3 +33,15 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmhrsam')
 #: Optimizer-wrapper constructors (layer-wise lr decay).
 OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
                                       parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmhrsam')
+
+
+def build_model(cfg: dict):
+    """Build a module from mmhrsam's ``MODELS`` whatever the caller's default scope.
+
+    Parts that build sub-modules (a backbone its attention layers, say) use this, so an
+    HRSAM built by mmseg (``type='mmhrsam.HRSAM'``, default scope ``mmseg``) still finds
+    ``KVPadSwinAttention`` here rather than in mmseg's registry.
+    """
+    cfg = dict(cfg)
+    cfg.setdefault('_scope_', 'mmhrsam')
+    return MODELS.build(cfg)

@@ -1,1 +1,1 @@
-from . import attention, backbones, heads, necks  # noqa: F401  (register the modules)
+from . import attention, backbones, heads, necks, segmentors  # noqa: F401  (register the modules)

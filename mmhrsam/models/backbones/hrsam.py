@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import StochasticDepth
 
-from mmhrsam.registry import MODELS
+from mmhrsam.registry import MODELS, build_model
 
 from ..attention import AxialRoPE
 from ..attention.index_maps import Grid
@@ -49,7 +49,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, mlp_ratio: float, attn_cfg: dict, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = MODELS.build(attn_cfg)
+        self.attn = build_model(attn_cfg)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = StochasticDepth(drop_path, mode='row') if drop_path > 0 else nn.Identity()
@@ -158,7 +158,7 @@ class HRSAM(BaseModule):
             for i in range(depth))
         scans = None
         if cycle_scan_cfg is not None:
-            scans = nn.ModuleList(MODELS.build(dict(cycle_scan_cfg, embed_dim=embed_dim)) for _ in range(num_stages))
+            scans = nn.ModuleList(build_model(dict(cycle_scan_cfg, embed_dim=embed_dim)) for _ in range(num_stages))
         setattr(self, self.scan_attr, scans)
         self.lateral_convs = nn.ModuleList(
             nn.Sequential(nn.Linear(self.stage_channels, out_channels, bias=False), nn.LayerNorm(out_channels))

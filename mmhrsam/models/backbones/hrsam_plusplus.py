@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmhrsam.registry import MODELS
+from mmhrsam.registry import MODELS, build_model
 
 from ..attention.index_maps import Grid
 from .hrsam import HRSAM, split_grids
@@ -65,7 +65,7 @@ class HRSAMPlusPlus(HRSAM):
             raise ValueError(f'anchor_size {anchor_size} must be a multiple of patch_size {patch_size}')
         self.anchor_size = anchor_size
         self.ms_mamba_blocks = nn.ModuleList(
-            MODELS.build(dict(ms_cycle_scan_cfg, embed_dim=embed_dim)) for _ in range(num_stages))
+            build_model(dict(ms_cycle_scan_cfg, embed_dim=embed_dim)) for _ in range(num_stages))
         self.multi_scale_fusion = nn.ModuleList(nn.Sequential(nn.LayerNorm(embed_dim)) for _ in range(num_stages))
 
     @property

@@ -1,0 +1,19 @@
+# HRSAM ViT-B (paper App. D.2): Flash Swin attention with KV-only padding, windows 16
+# alternating non-shift / shifted, a Cycle-scan before each of the 4 stages' last block,
+# and segment_anything's prompt encoder + mask decoder.
+model = dict(
+    type='InteractiveSAM',
+    backbone=dict(
+        type='HRSAM',
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        num_stages=4,
+        window_size=16,
+        attn_cfg=dict(type='KVPadSwinAttention', backend='auto'),
+        cycle_scan_cfg=dict(type='CycleScan', d_state=32, scan_backend='auto'),
+        drop_path_rate=0.0),
+    head=dict(type='SAMHead'))
+# Inference (mmhrsam.apis.HRSAMPredictor.from_config). The released weights were trained
+# on BGR-ordered input with RGB statistics: set bgr_input=True when loading them.
+predictor = dict(target_size=2048, bgr_input=False)

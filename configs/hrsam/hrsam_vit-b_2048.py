@@ -1,0 +1,3 @@
+# HRSAM ViT-B for clicking on 2048² inputs (paper Table 1).
+_base_ = ['../_base_/models/hrsam_vit-b.py']
+predictor = dict(target_size=2048)

@@ -1,0 +1,3 @@
+from .interactive_sam import InteractiveSAM
+
+__all__ = ['InteractiveSAM']
