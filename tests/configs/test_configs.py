@@ -55,13 +55,18 @@ def test_config_builds_the_interactive_model(path):
 @pytest.mark.parametrize('path', MMSEG, ids=rel)
 def test_hrsam_drops_into_mmseg_upernet(path):
     pytest.importorskip('mmcv.ops', reason='mmseg models need full mmcv; tools/install_mmcv.sh')
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
+
+    cfg = Config.fromfile(path)
+    with DefaultScope.overwrite_default_scope('mmseg'):  # restored afterwards for other tests
+        _train_one_step(cfg)
+
+
+def _train_one_step(cfg):
     from mmseg.registry import MODELS as SEG_MODELS
     from mmseg.structures import SegDataSample
     from mmengine.structures import PixelData
 
-    cfg = Config.fromfile(path)
-    init_default_scope('mmseg')
     # a small HRSAM keeps the test fast; the config's own backbone is the ViT-B default
     cfg.model.backbone.update(embed_dim=96, depth=4, num_heads=4, num_stages=4, window_size=4,
                               cycle_scan_cfg=dict(type='CycleScan', d_state=8))

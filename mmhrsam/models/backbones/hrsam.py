@@ -152,7 +152,7 @@ class HRSAM(BaseModule):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.rope = AxialRoPE(embed_dim // num_heads) if use_rope else None
 
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # python: works on 'meta'
         self.blocks = nn.ModuleList(
             Block(embed_dim, mlp_ratio, self._block_attn_cfg(attn_cfg, i, embed_dim, num_heads, window_size), dpr[i])
             for i in range(depth))

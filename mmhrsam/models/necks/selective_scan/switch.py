@@ -3,10 +3,18 @@
 =============  ==========================================================  ===========
 backend        how                                                         devices
 =============  ==========================================================  ===========
+``triton``     Triton kernels, chunked forward and backward (JIT, no       CUDA
+               build step; :mod:`.triton_scan`)
 ``mamba_ssm``  mamba-ssm's fused CUDA kernel (optional package)            CUDA
 ``chunked``    pure PyTorch, chunk-parallel, O(sqrt L) Python steps        any
 ``reference``  sequential float64 loop over tokens, for tests              any
 =============  ==========================================================  ===========
+
+``triton`` is imported lazily: nothing imports triton until a CUDA tensor asks for it (or the
+backend is named explicitly), and a missing or broken triton makes the backend unavailable with
+the reason, never an ImportError. It also runs CPU tensors under Triton's interpreter when its
+kernels were defined with ``TRITON_INTERPRET=1`` (tests), but only when named explicitly:
+``auto`` always sends CPU tensors to ``chunked``.
 
 ``auto`` never fails: it takes the preferred backend (the global default when one is set
 with :func:`set_default_scan_backend` or the ``MMHRSAM_SCAN_BACKEND`` variable, else the
@@ -42,13 +50,29 @@ class ScanBackend(NamedTuple):
     unavailable: Callable[[Tensor], Optional[str]] = _always_available
 
 
+def triton_selective_scan(u: Tensor, *args, **kwargs) -> Tensor:
+    """:func:`.triton_scan.triton_selective_scan`, imported on first use (see the module docstring)."""
+    from .triton_scan import triton_selective_scan as fn  # noqa: PLC0415  lazy: imports triton
+    return fn(u, *args, **kwargs)
+
+
+def triton_unavailable(u: Tensor) -> Optional[str]:
+    """Why ``auto`` cannot use the triton backend for ``u`` (None when it can); CPU never imports triton."""
+    if not u.is_cuda:
+        return (f"scan backend 'triton' runs on CUDA tensors, got {u.device} (CPU tensors only through "
+                "Triton's interpreter, TRITON_INTERPRET=1, when the backend is named explicitly)")
+    from .triton_scan import triton_unavailable as check  # noqa: PLC0415
+    return check(u)
+
+
 SCAN_BACKENDS: Dict[str, ScanBackend] = {
+    'triton': ScanBackend(triton_selective_scan, triton_unavailable),
     'mamba_ssm': ScanBackend(mamba_ssm_selective_scan, mamba_ssm_unavailable),
     'chunked': ScanBackend(chunked_selective_scan),
     'reference': ScanBackend(reference_selective_scan),
 }
 #: ``auto``'s preference order after the global default; must end with an always-available backend.
-AUTO_ORDER = ('mamba_ssm', 'chunked')
+AUTO_ORDER = ('triton', 'mamba_ssm', 'chunked')
 
 _default_backend: Optional[str] = None
 _warned = set()
@@ -154,5 +178,6 @@ def available_scan_backends(u: Tensor) -> list:
 
 __all__ = [
     'ScanBackend', 'ScanBackendUnavailableError', 'SCAN_BACKENDS', 'AUTO_ORDER', 'ENV_VAR', 'selective_scan',
-    'set_default_scan_backend', 'get_default_scan_backend', 'resolve_scan_backend', 'available_scan_backends'
+    'set_default_scan_backend', 'get_default_scan_backend', 'resolve_scan_backend', 'available_scan_backends',
+    'triton_selective_scan', 'triton_unavailable'
 ]

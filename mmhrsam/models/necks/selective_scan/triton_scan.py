@@ -1,0 +1,715 @@
+"""Selective scan in Triton: chunked forward and backward, JIT-compiled on first use.
+
+Same arguments and semantics as the other backends (``u, delta`` (batch, D, L), ``A`` (D, N),
+one B/C group (batch, N, L), optional ``D`` skip and ``delta_bias``, softplus on the time
+step; fp32 state, output in ``u``'s dtype). The design and its cost model are written up in
+``docs/scan_kernel_notes.md``; in short:
+
+Forward, three launches (``T``-token chunks, ``BLOCK_D = 32 * num_warps`` channels per program):
+
+1. ``_fwd_chunk_state``: per (chunk, channel block, sample) scan the chunk from a zero
+   state; write the chunk's final local state and ``S = sum(dt)`` over the chunk.
+2. ``_carry``: ``h_in[k + 1] = exp(A * S_k) * h_in[k] + local_k`` over the chunks, an
+   associative scan over blocks of chunks (tiny).
+3. ``_fwd_chunk_out``: rescan every chunk from ``h_in[k]``, write ``y``.
+
+Every program keeps its state as an (N, BLOCK_D) fp32 tensor with the N states of a channel
+inside one thread (the default Triton layout for that shape: lanes and warps along the
+channels), so ``<C_t, h_t>`` is an in-thread sum; the inputs are read as (TT, BLOCK_D) tiles
+of ``TT`` consecutive tokens per thread (one 16-byte vector when the token axis is
+contiguous), and the ``TT`` steps of a tile are unrolled, each row picked out of the tile by
+a constant mask that the compiler folds into a register move. ``exp`` is ``exp2`` with
+``log2(e)`` folded into ``A``; optionally the first ``NPOLY`` state rows compute it with a
+polynomial on the FMA pipe (``_exp2_fma``) to unload the special-function units.
+
+Backward, four launches: the adjoint ``g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}`` is chunked
+in reverse the same way (``_bwd_chunk_adjoint`` + ``_carry`` in reverse), then
+``_bwd_chunk_forward`` (forward walk from the saved ``h_in``) and ``_bwd_chunk_reverse``
+(reverse walk from the carried adjoint) produce all gradients. The term that needs the
+forward state ``h_{t-1}`` and the adjoint ``g_t`` at the same step,
+``e_t = g_t * exp(dt_t A) * h_{t-1}`` (for ``dA`` and ``d delta``), is obtained without
+storing any per-step state from the identity (``c_t = C_t dy_t``, ``x_t = dt_t u_t B_t``)::
+
+    g_t h_t - g_{t-1} h_{t-1} = g_t x_t - c_{t-1} h_{t-1}
+    => e_t = K - sum_{r<t} c_r h_r - sum_{r>=t} g_r x_r,   K = g_T h_T - g_T x_T + ... (per chunk)
+
+where the first sum is a prefix that only the forward walk needs and the second a suffix
+that only the reverse walk needs (see the notes for the derivation and its rounding).
+Reductions over channels (``dB``, ``dC``) are per-channel-block partial sums written to
+buffers and summed with torch (deterministic); reductions over time (``dA``, ``dD``,
+``d delta_bias``) are per-chunk partials, also summed with torch.
+"""
+import functools
+import math
+import os
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+try:  # never fail at import: the backend reports itself unavailable instead
+    import triton
+    import triton.language as tl
+except Exception as _e:  # noqa: BLE001  ImportError, or a triton built for another torch
+    triton = tl = None
+    TRITON_IMPORT_ERROR = f'{type(_e).__name__}: {_e}'
+else:
+    TRITON_IMPORT_ERROR = ''
+
+#: True when the kernels below were defined under TRITON_INTERPRET=1 (they then run on CPU tensors).
+INTERPRETED = triton is not None and os.environ.get('TRITON_INTERPRET', '0') == '1'
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+#: Channel blocks of the backward kernels: one warp, so the reductions over channels stay in a warp.
+BWD_NUM_WARPS = 1
+#: (chunk, flattened (n, d)) tile of the carry kernel.
+CARRY_CHUNKS, CARRY_BLOCK, CARRY_WARPS = 16, 256, 4
+
+
+class ScanConfig(NamedTuple):
+    """Launch configuration (see :func:`default_config`)."""
+    chunk: int  # T, tokens per chunk (a multiple of ``tile``)
+    tile: int  # TT, tokens per unrolled tile
+    fwd_warps: int  # forward kernels: BLOCK_D = 32 * fwd_warps channels per program
+    bwd_warps: int
+    npoly: int  # state rows whose exp2 runs on the FMA pipe (0 = all on the SFUs)
+    fwd_block_d: int
+    bwd_block_d: int
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, num_warps: Optional[int] = None,
+                   npoly: Optional[int] = None, block_d: Optional[int] = None) -> ScanConfig:
+    """Heuristic configuration (no autotuning, so the first call only pays Triton's JIT).
+
+    * ``tile``: one 16-byte vector of tokens per thread (4 fp32 / 8 bf16), the widest tile whose
+      (tile, BLOCK_D) load layout keeps the tile's tokens inside one thread.
+    * ``fwd_warps`` 2 (64 channels per program, ~140 registers: ~7 programs per SM).
+    * ``chunk``: about 16 forward programs per SM (power of two in [64, 512]); shorter chunks
+      only add carry work, longer ones leave SMs idle at the tail and lengthen the sums of the
+      backward identity.
+    * ``npoly``: env ``MMHRSAM_SCAN_NPOLY`` (default 0).
+
+    Overrides (``chunk_size``, ``num_warps``, ``npoly``, ``block_d``) are for tests and benchmarks.
+    """
+    batch, channels, length = u.shape
+    tile = max(1, 16 // u.element_size())
+    fwd_warps = num_warps or int(os.environ.get('MMHRSAM_SCAN_WARPS', 2))
+    fwd_block_d = block_d or 32 * fwd_warps
+    bwd_block_d = block_d or 32 * BWD_NUM_WARPS
+    if chunk_size is None:
+        env = os.environ.get('MMHRSAM_SCAN_CHUNK')
+        if env:
+            chunk_size = int(env)
+        else:
+            programs_wanted = 16 * _num_sms(u.device)
+            per_program = length * batch * math.ceil(channels / fwd_block_d) / programs_wanted
+            chunk_size = int(min(512, max(64, 2**round(math.log2(max(per_program, 1))))))
+            chunk_size = min(chunk_size, max(tile, 2**math.ceil(math.log2(max(length, 1)))))
+    chunk = max(tile, math.ceil(chunk_size / tile) * tile)
+    if npoly is None:
+        npoly = int(os.environ.get('MMHRSAM_SCAN_NPOLY', 0))
+    return ScanConfig(chunk, tile, fwd_warps, BWD_NUM_WARPS, max(0, min(npoly, d_state)), fwd_block_d, bwd_block_d)
+
+
+def triton_unavailable(u: Tensor) -> Optional[str]:
+    """Why the triton backend cannot run on ``u`` (None when it can).
+
+    CUDA tensors need an importable triton. CPU tensors run only when these kernels were
+    defined under ``TRITON_INTERPRET=1`` (Triton's interpreter: slow, for tests); ``auto`` never
+    picks this backend for CPU tensors (see :mod:`.switch`).
+    """
+    if triton is None:
+        return f"scan backend 'triton' needs triton (pip install triton): {TRITON_IMPORT_ERROR}"
+    if u.is_cuda:
+        if INTERPRETED:
+            return "scan backend 'triton': kernels were defined under TRITON_INTERPRET=1, which runs CPU tensors only"
+        return None
+    if INTERPRETED:
+        return None
+    return (f"scan backend 'triton' runs on CUDA tensors, got {u.device} "
+            "(or CPU tensors with TRITON_INTERPRET=1 set before the kernels are imported)")
+
+
+# ----------------------------------------------------------------------------- kernels
+if triton is not None:
+    _LN2 = tl.constexpr(LN2)
+
+    @triton.jit
+    def _softplus(z):
+        """log(1 + e^z) with the rounding of 1 + e^z compensated (exact for very negative z)."""
+        e = tl.exp(tl.minimum(z, 20.0))
+        w = 1.0 + e
+        corr = e - (w - 1.0)  # what 1 + e lost; log(w + corr) ~ log(w) + corr / w, 1/w ~ 2 - w is ample here
+        return tl.where(z > 20.0, z, tl.log(w) + corr * (2.0 - w))
+
+    @triton.jit
+    def _sigmoid(z):
+        e = tl.exp(tl.minimum(z, 20.0))
+        return e / (1.0 + e)
+
+    @triton.jit
+    def _exp2_fma(x):
+        """2^x for x <= 0 without the special-function units: 1.9e-7 max relative error."""
+        x = tl.maximum(x, -126.0)
+        r = (x + 12582912.0) - 12582912.0  # round to nearest (1.5 * 2^23)
+        f = x - r  # in [-0.5, 0.5]
+        p = 0.001326472731307149 * f + 0.009671512991189957
+        p = p * f + 0.05550733581185341
+        p = p * f + 0.24022242426872253
+        p = p * f + 0.6931470036506653
+        p = p * f + 1.0
+        k = (x + 12582912.0).to(tl.int32, bitcast=True) - 0x4B400000  # round(x) as an integer
+        return (p.to(tl.int32, bitcast=True) + (k << 23)).to(tl.float32, bitcast=True)
+
+    @triton.jit
+    def _decay(x, n, NPOLY: tl.constexpr):
+        """exp2(x) for an (NP, BLOCK_D) tile; rows n < NPOLY on the FMA pipe (n is in-thread: folded)."""
+        if NPOLY > 0:
+            return tl.where(n[:, None] < NPOLY, _exp2_fma(x), tl.exp2(x))
+        else:
+            return tl.exp2(x)
+
+    @triton.jit
+    def _load_rows(ptr, d, dmask, row_stride, n, N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr):
+        """(NP, BLOCK_D) fp32 tile from N rows of BLOCK_D channels, one row load at a time.
+
+        Loading row by row keeps the tile in the compute layout (N inside a thread); a single
+        2-D load would impose its coalesced layout on everything it touches.
+        """
+        x = tl.zeros((NP, BLOCK_D), tl.float32)
+        for i in tl.static_range(N):
+            row = tl.load(ptr + i * row_stride + d, mask=dmask, other=0.0)
+            x = tl.where(n[:, None] == i, row[None, :], x)
+        return x
+
+    @triton.jit
+    def _store_rows(ptr, x, d, dmask, row_stride, n, N: tl.constexpr):
+        for i in tl.static_range(N):
+            row = tl.sum(tl.where(n[:, None] == i, x, 0.0), axis=0)
+            tl.store(ptr + i * row_stride + d, row, mask=dmask)
+
+    @triton.jit
+    def _pick(tile, sel):
+        """Row of a (TT, BLOCK_D) tile by a constant one-hot mask (in-thread: a register move)."""
+        return tl.sum(tl.where(sel, tile, 0.0), axis=0)
+
+    @triton.jit
+    def _dt_tile(dl_ptrs, m, bias, SOFTPLUS: tl.constexpr):
+        z = tl.load(dl_ptrs, mask=m, other=0.0).to(tl.float32) + bias[None, :]
+        if SOFTPLUS:
+            dt = _softplus(z)
+        else:
+            dt = z
+        return tl.where(m, dt, 0.0), z
+
+    @triton.jit
+    def _fwd_chunk_state(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, local_ptr, S_ptr,  #
+                         L, D, NC, Lp,  #
+                         su_b, su_d, su_l, sd_b, sd_d, sd_l,  #
+                         N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                         BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                         NPOLY: tl.constexpr):
+        """Phase 1: each chunk scanned from a zero state -> local final state and sum(dt)."""
+        pc = tl.program_id(0)
+        pd = tl.program_id(1)
+        pb = tl.program_id(2).to(tl.int64)
+        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+        dmask = d < D
+        n = tl.arange(0, NP)
+        tt = tl.arange(0, TT)
+        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+        else:
+            bias = tl.zeros((BLOCK_D, ), tl.float32)
+        u_base = u_ptr + pb * su_b + d[None, :] * su_d
+        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
+        bc_base = BC_ptr + pb * Lp * 2 * NP + n
+        h = tl.zeros((NP, BLOCK_D), tl.float32)
+        S = tl.zeros((BLOCK_D, ), tl.float32)
+        t0 = pc * T
+        for tb in range(0, T, TT):
+            t = t0 + tb + tt
+            m = (t < L)[:, None] & dmask[None, :]
+            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
+            dtu = dt * uu
+            S += tl.sum(dt, axis=0)
+            for j in tl.static_range(TT):
+                sel = tt[:, None] == j
+                dt_j = _pick(dt, sel)
+                dtu_j = _pick(dtu, sel)
+                Bj = tl.load(bc_base + (t0 + tb + j) * (2 * NP))
+                h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
+        out = pb * NC + pc
+        _store_rows(local_ptr + out * N * D, h, d, dmask, D, n, N)
+        tl.store(S_ptr + out * D + d, S, mask=dmask)
+
+    @triton.jit
+    def _fwd_chunk_out(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, Dsk_ptr, hin_ptr, y_ptr,  #
+                       L, D, NC, Lp,  #
+                       su_b, su_d, su_l, sd_b, sd_d, sd_l, sy_b, sy_d, sy_l,  #
+                       N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                       BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, SOFTPLUS: tl.constexpr,
+                       NPOLY: tl.constexpr):
+        """Phase 3: each chunk rescanned from its entry state h_in[k] -> y."""
+        pc = tl.program_id(0)
+        pd = tl.program_id(1)
+        pb = tl.program_id(2).to(tl.int64)
+        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+        dmask = d < D
+        n = tl.arange(0, NP)
+        tt = tl.arange(0, TT)
+        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        h = _load_rows(hin_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+        else:
+            bias = tl.zeros((BLOCK_D, ), tl.float32)
+        if HAS_D:
+            Dsk = tl.load(Dsk_ptr + d, mask=dmask, other=0.0)
+        else:
+            Dsk = tl.zeros((BLOCK_D, ), tl.float32)
+        u_base = u_ptr + pb * su_b + d[None, :] * su_d
+        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
+        y_base = y_ptr + pb * sy_b + d[None, :] * sy_d
+        bc_base = BC_ptr + pb * Lp * 2 * NP + n
+        t0 = pc * T
+        for tb in range(0, T, TT):
+            t = t0 + tb + tt
+            m = (t < L)[:, None] & dmask[None, :]
+            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
+            dtu = dt * uu
+            ytile = Dsk[None, :] * uu
+            for j in tl.static_range(TT):
+                sel = tt[:, None] == j
+                dt_j = _pick(dt, sel)
+                dtu_j = _pick(dtu, sel)
+                bc = bc_base + (t0 + tb + j) * (2 * NP)
+                Bj = tl.load(bc)
+                Cj = tl.load(bc + NP)
+                h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
+                y_j = tl.sum(h * Cj[:, None], axis=0)
+                ytile = tl.where(sel, ytile + y_j[None, :], ytile)
+            tl.store(y_base + t[:, None] * sy_l, ytile.to(y_ptr.dtype.element_ty), mask=m)
+
+    @triton.jit
+    def _carry(local_ptr, S_ptr, A2_ptr, out_ptr, NC, ND, D,  #
+               REVERSE: tl.constexpr, CB: tl.constexpr, BLK: tl.constexpr):
+        """Chunk-entry states: forward out[k+1] = exp2(A2*S_k) out[k] + local_k, out[0] = 0;
+        reverse out[k] = exp2(A2*S_k) out[k+1] + local_k, out[NC] = 0.
+
+        ``local``/``out`` are (batch, NC[+1], N, D) fp32, flattened over (N, D) = ND per chunk.
+        One program per (block of BLK (n, d) pairs, sample); blocks of CB chunks at a time are
+        combined by an associative scan, the running state carried between blocks.
+        """
+        pi = tl.program_id(0)
+        pb = tl.program_id(1).to(tl.int64)
+        idx = pi * BLK + tl.arange(0, BLK)
+        imask = idx < ND
+        A2 = tl.load(A2_ptr + idx, mask=imask, other=0.0)
+        dcol = idx % D
+        rows = tl.arange(0, CB)
+        carry = tl.zeros((BLK, ), tl.float32)
+        if REVERSE:
+            tl.store(out_ptr + (pb * (NC + 1) + NC) * ND + idx, carry, mask=imask)
+        else:
+            tl.store(out_ptr + pb * (NC + 1) * ND + idx, carry, mask=imask)
+        for c0 in range(0, NC, CB):
+            if REVERSE:
+                k = NC - 1 - (c0 + rows)
+            else:
+                k = c0 + rows
+            kmask = (c0 + rows) < NC
+            m = kmask[:, None] & imask[None, :]
+            loc = tl.load(local_ptr + (pb * NC + k[:, None]) * ND + idx[None, :], mask=m, other=0.0)
+            S = tl.load(S_ptr + (pb * NC + k[:, None]) * D + dcol[None, :], mask=m, other=0.0)
+            dec = tl.exp2(A2[None, :] * S)
+            P, H = tl.associative_scan((dec, loc), 0, _combine)
+            end = P * carry[None, :] + H
+            if REVERSE:
+                slot = k
+            else:
+                slot = k + 1
+            tl.store(out_ptr + (pb * (NC + 1) + slot[:, None]) * ND + idx[None, :], end, mask=m)
+            last = tl.minimum(NC - c0, CB) - 1
+            carry = tl.sum(tl.where(rows[:, None] == last, end, 0.0), axis=0)
+
+    @triton.jit
+    def _combine(a1, b1, a2, b2):
+        return a1 * a2, a2 * b1 + b2
+
+    @triton.jit
+    def _bwd_chunk_adjoint(dl_ptr, bias_ptr, A2_ptr, BC_ptr, dy_ptr, lo_ptr,  #
+                           L, D, NC, Lp,  #
+                           sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
+                           N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                           BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                           NPOLY: tl.constexpr):
+        """Backward phase 1: each chunk's adjoint walked in reverse from zero -> exp(dt A) g at its first token."""
+        pc = tl.program_id(0)
+        pd = tl.program_id(1)
+        pb = tl.program_id(2).to(tl.int64)
+        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+        dmask = d < D
+        n = tl.arange(0, NP)
+        tt = tl.arange(0, TT)
+        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+        else:
+            bias = tl.zeros((BLOCK_D, ), tl.float32)
+        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
+        dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
+        c_base = BC_ptr + pb * Lp * 2 * NP + NP + n
+        ga = tl.zeros((NP, BLOCK_D), tl.float32)  # exp(dt_s A) g_s, handed to step s - 1
+        t0 = pc * T
+        for i in range(0, T // TT):
+            tb = T - TT - i * TT
+            t = t0 + tb + tt
+            m = (t < L)[:, None] & dmask[None, :]
+            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
+            dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
+            for jj in tl.static_range(TT):
+                sel = tt[:, None] == (TT - 1 - jj)
+                dt_j = _pick(dt, sel)
+                dy_j = _pick(dy, sel)
+                Cj = tl.load(c_base + (t0 + tb + TT - 1 - jj) * (2 * NP))
+                g = Cj[:, None] * dy_j[None, :] + ga
+                ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
+        _store_rows(lo_ptr + (pb * NC + pc) * N * D, ga, d, dmask, D, n, N)
+
+    @triton.jit
+    def _bwd_chunk_forward(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, dy_ptr, hin_ptr,  #
+                           Wf_ptr, Pfin_ptr, SdtP_ptr, dCp_ptr,  #
+                           B, L, D, NC, Lp,  #
+                           su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
+                           N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                           BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                           NPOLY: tl.constexpr):
+        """Backward phase 3a: forward walk from h_in[k].
+
+        Writes dC partials (sum over this block's channels of dy_t h_t), W_f[t] = sum_n A P_t
+        with P_t = sum_{t0 <= r < t} c_r h_r (c_r = C_r dy_r), and per chunk P after the last
+        token and sum_t dt_t P_t.
+        """
+        pc = tl.program_id(0)
+        pd = tl.program_id(1)
+        pb = tl.program_id(2).to(tl.int64)
+        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+        dmask = d < D
+        n = tl.arange(0, NP)
+        tt = tl.arange(0, TT)
+        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        h = _load_rows(hin_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+        else:
+            bias = tl.zeros((BLOCK_D, ), tl.float32)
+        u_base = u_ptr + pb * su_b + d[None, :] * su_d
+        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
+        dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
+        wf_base = Wf_ptr + (pb * D + d[None, :]) * Lp
+        bc_base = BC_ptr + pb * Lp * 2 * NP + n
+        dc_base = dCp_ptr + (pd * B + pb) * Lp * NP + n
+        P = tl.zeros((NP, BLOCK_D), tl.float32)
+        SdtP = tl.zeros((NP, BLOCK_D), tl.float32)
+        t0 = pc * T
+        for tb in range(0, T, TT):
+            t = t0 + tb + tt
+            m = (t < L)[:, None] & dmask[None, :]
+            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
+            dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
+            dtu = dt * uu
+            wf = tl.zeros((TT, BLOCK_D), tl.float32)
+            for j in tl.static_range(TT):
+                sel = tt[:, None] == j
+                dt_j = _pick(dt, sel)
+                dtu_j = _pick(dtu, sel)
+                dy_j = _pick(dy, sel)
+                bc = bc_base + (t0 + tb + j) * (2 * NP)
+                Bj = tl.load(bc)
+                Cj = tl.load(bc + NP)
+                h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
+                q = dy_j[None, :] * h
+                tl.store(dc_base + (t0 + tb + j) * NP, tl.sum(q, axis=1))
+                wf = tl.where(sel, wf + tl.sum(A2 * P, axis=0)[None, :], wf)
+                SdtP += dt_j[None, :] * P
+                P += Cj[:, None] * q
+            tl.store(wf_base + t[:, None], wf * _LN2, mask=m)
+        out = (pb * NC + pc) * N * D
+        _store_rows(Pfin_ptr + out, P, d, dmask, D, n, N)
+        _store_rows(SdtP_ptr + out, SdtP, d, dmask, D, n, N)
+
+    @triton.jit
+    def _bwd_chunk_reverse(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, Dsk_ptr, dy_ptr, hin_ptr, gam_ptr,  #
+                           Wf_ptr, Pfin_ptr, SdtP_ptr, S_ptr,  #
+                           du_ptr, ddl_ptr, dBp_ptr, dAp_ptr, dDp_ptr, dbp_ptr,  #
+                           B, L, D, NC, Lp,  #
+                           su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
+                           sdu_b, sdu_d, sdu_l, sdd_b, sdd_d, sdd_l,  #
+                           N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                           BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
+                           SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr):
+        """Backward phase 3b: reverse walk from the carried adjoint; all gradients."""
+        pc = tl.program_id(0)
+        pd = tl.program_id(1)
+        pb = tl.program_id(2).to(tl.int64)
+        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+        dmask = d < D
+        n = tl.arange(0, NP)
+        tt = tl.arange(0, TT)
+        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        # adjoint entering from the next chunk: exp(dt_{t1+1} A) g_{t1+1}
+        ga = _load_rows(gam_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
+        h_end = _load_rows(hin_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
+        out = (pb * NC + pc) * N * D
+        K = ga * h_end + _load_rows(Pfin_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
+        AK = tl.sum(A2 * K, axis=0) * _LN2  # sum_n A K, added to every d delta of the chunk
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+        else:
+            bias = tl.zeros((BLOCK_D, ), tl.float32)
+        if HAS_D:
+            Dsk = tl.load(Dsk_ptr + d, mask=dmask, other=0.0)
+        else:
+            Dsk = tl.zeros((BLOCK_D, ), tl.float32)
+        u_base = u_ptr + pb * su_b + d[None, :] * su_d
+        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
+        dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
+        du_base = du_ptr + pb * sdu_b + d[None, :] * sdu_d
+        ddl_base = ddl_ptr + pb * sdd_b + d[None, :] * sdd_d
+        wf_base = Wf_ptr + (pb * D + d[None, :]) * Lp
+        bc_base = BC_ptr + pb * Lp * 2 * NP + n
+        db_base = dBp_ptr + (pd * B + pb) * Lp * NP + n
+        Zg = tl.zeros((NP, BLOCK_D), tl.float32)  # sum_{r >= t} g_r x_r over the chunk
+        SdtZ = tl.zeros((NP, BLOCK_D), tl.float32)
+        dD_acc = tl.zeros((BLOCK_D, ), tl.float32)
+        db_acc = tl.zeros((BLOCK_D, ), tl.float32)
+        t0 = pc * T
+        for i in range(0, T // TT):
+            tb = T - TT - i * TT
+            t = t0 + tb + tt
+            m = (t < L)[:, None] & dmask[None, :]
+            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
+            dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
+            dtu = dt * uu
+            ddt = AK[None, :] - tl.load(wf_base + t[:, None], mask=m, other=0.0)
+            gB = tl.zeros((TT, BLOCK_D), tl.float32)
+            for jj in tl.static_range(TT):
+                sel = tt[:, None] == (TT - 1 - jj)
+                dt_j = _pick(dt, sel)
+                dtu_j = _pick(dtu, sel)
+                dy_j = _pick(dy, sel)
+                bc = bc_base + (t0 + tb + TT - 1 - jj) * (2 * NP)
+                Bj = tl.load(bc)
+                Cj = tl.load(bc + NP)
+                g = Cj[:, None] * dy_j[None, :] + ga
+                ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
+                q = g * dtu_j[None, :]
+                tl.store(db_base + (t0 + tb + TT - 1 - jj) * NP, tl.sum(q, axis=1))
+                Zg += q * Bj[:, None]
+                SdtZ += dt_j[None, :] * Zg
+                gB = tl.where(sel, gB + tl.sum(g * Bj[:, None], axis=0)[None, :], gB)
+                ddt = tl.where(sel, ddt - tl.sum(A2 * Zg, axis=0)[None, :] * _LN2, ddt)
+            ddt += uu * gB
+            if SOFTPLUS:
+                ddl = ddt * _sigmoid(z)
+            else:
+                ddl = ddt
+            ddl = tl.where(m, ddl, 0.0)
+            du = dt * gB + Dsk[None, :] * dy
+            tl.store(du_base + t[:, None] * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m)
+            tl.store(ddl_base + t[:, None] * sdd_l, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
+            dD_acc += tl.sum(dy * uu, axis=0)
+            db_acc += tl.sum(ddl, axis=0)
+        S = tl.load(S_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
+        SdtP = _load_rows(SdtP_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
+        _store_rows(dAp_ptr + out, K * S[None, :] - SdtP - SdtZ, d, dmask, D, n, N)
+        tl.store(dDp_ptr + (pb * NC + pc) * D + d, dD_acc, mask=dmask)
+        tl.store(dbp_ptr + (pb * NC + pc) * D + d, db_acc, mask=dmask)
+
+
+# ----------------------------------------------------------------------------- host side
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, (x - 1).bit_length())
+
+
+def _strides3(t: Tensor) -> Tuple[int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+class _Prepared(NamedTuple):
+    A2t: Tensor  # (N, D) fp32, A * log2(e), transposed: channels contiguous
+    BC: Tensor  # (batch, Lp, 2, NP) fp32: B and C per token, zero-padded
+    bias: Tensor  # (D,) fp32 (a dummy when absent)
+    Dsk: Tensor  # (D,) fp32 (a dummy when absent)
+    NC: int
+    Lp: int
+    NP: int
+
+
+def _prepare(u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor],
+             cfg: ScanConfig) -> _Prepared:
+    batch, channels, length = u.shape
+    d_state = A.shape[1]
+    NP = _next_pow2(d_state)
+    NC = max(1, math.ceil(length / cfg.chunk))
+    Lp = NC * cfg.chunk
+    A2t = (A.detach().float() * LOG2E).t().contiguous()
+    BC = torch.zeros(batch, Lp, 2, NP, device=u.device, dtype=torch.float32)
+    BC[:, :length, 0, :d_state] = B.detach().transpose(1, 2)
+    BC[:, :length, 1, :d_state] = C.detach().transpose(1, 2)
+    dummy = A2t.new_zeros(1)
+    bias = dummy if delta_bias is None else delta_bias.detach().float().contiguous()
+    Dsk = dummy if D is None else D.detach().float().contiguous()
+    return _Prepared(A2t, BC, bias, Dsk, NC, Lp, NP)
+
+
+def _forward(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig, has_bias: bool, has_D: bool,
+             softplus: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """y, h_in (batch, NC + 1, N, D) and S (batch, NC, D)."""
+    batch, channels, length = u.shape
+    d_state = prep.A2t.shape[0]
+    NC, Lp, NP = prep.NC, prep.Lp, prep.NP
+    f32 = dict(device=u.device, dtype=torch.float32)
+    local = torch.empty(batch, NC, d_state, channels, **f32)
+    S = torch.empty(batch, NC, channels, **f32)
+    grid = (NC, triton.cdiv(channels, cfg.fwd_block_d), batch)
+    common = dict(N=d_state, NP=NP, T=cfg.chunk, TT=cfg.tile, BLOCK_D=cfg.fwd_block_d, HAS_BIAS=has_bias,
+                  SOFTPLUS=softplus, NPOLY=cfg.npoly, num_warps=cfg.fwd_warps)
+    _fwd_chunk_state[grid](u, delta, prep.bias, prep.A2t, prep.BC, local, S, length, channels, NC, Lp,
+                           *_strides3(u), *_strides3(delta), **common)
+    hin = torch.empty(batch, NC + 1, d_state, channels, **f32)
+    _launch_carry(local, S, prep.A2t, hin, reverse=False)
+    y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
+    _fwd_chunk_out[grid](u, delta, prep.bias, prep.A2t, prep.BC, prep.Dsk, hin, y, length, channels, NC, Lp,
+                         *_strides3(u), *_strides3(delta), *_strides3(y), HAS_D=has_D, **common)
+    return y, hin, S
+
+
+def _launch_carry(local: Tensor, S: Tensor, A2t: Tensor, out: Tensor, reverse: bool) -> None:
+    batch, NC, d_state, channels = local.shape
+    nd = d_state * channels
+    grid = (triton.cdiv(nd, CARRY_BLOCK), batch)
+    _carry[grid](local, S, A2t, out, NC, nd, channels, REVERSE=reverse, CB=CARRY_CHUNKS, BLK=CARRY_BLOCK,
+                 num_warps=CARRY_WARPS)
+
+
+def _backward(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, S: Tensor, cfg: ScanConfig,
+              has_bias: bool, has_D: bool, softplus: bool):
+    """(du, ddelta, dA (D, N) fp32, dB, dC (batch, N, L) fp32, dD (D,) fp32, dbias (D,) fp32)."""
+    batch, channels, length = u.shape
+    d_state = prep.A2t.shape[0]
+    NC, Lp, NP = prep.NC, prep.Lp, prep.NP
+    f32 = dict(device=u.device, dtype=torch.float32)
+    n_dblk = triton.cdiv(channels, cfg.bwd_block_d)
+    grid = (NC, n_dblk, batch)
+    common = dict(N=d_state, NP=NP, T=cfg.chunk, TT=cfg.tile, BLOCK_D=cfg.bwd_block_d, HAS_BIAS=has_bias,
+                  SOFTPLUS=softplus, NPOLY=cfg.npoly, num_warps=cfg.bwd_warps)
+    lo = torch.empty(batch, NC, d_state, channels, **f32)
+    _bwd_chunk_adjoint[grid](delta, prep.bias, prep.A2t, prep.BC, dy, lo, length, channels, NC, Lp,
+                             *_strides3(delta), *_strides3(dy), **common)
+    gam = torch.empty(batch, NC + 1, d_state, channels, **f32)
+    _launch_carry(lo, S, prep.A2t, gam, reverse=True)
+    Wf = torch.empty(batch, channels, Lp, **f32)
+    Pfin = torch.empty(batch, NC, d_state, channels, **f32)
+    SdtP = torch.empty_like(Pfin)
+    dCp = torch.empty(n_dblk, batch, Lp, NP, **f32)
+    _bwd_chunk_forward[grid](u, delta, prep.bias, prep.A2t, prep.BC, dy, hin, Wf, Pfin, SdtP, dCp, batch, length,
+                             channels, NC, Lp, *_strides3(u), *_strides3(delta), *_strides3(dy), **common)
+    du = torch.empty(u.shape, device=u.device, dtype=u.dtype)
+    ddelta = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
+    dBp = torch.empty_like(dCp)
+    dAp = torch.empty_like(Pfin)
+    dDp = torch.empty(batch, NC, channels, **f32)
+    dbp = torch.empty_like(dDp)
+    _bwd_chunk_reverse[grid](u, delta, prep.bias, prep.A2t, prep.BC, prep.Dsk, dy, hin, gam, Wf, Pfin, SdtP, S, du,
+                             ddelta, dBp, dAp, dDp, dbp, batch, length, channels, NC, Lp, *_strides3(u),
+                             *_strides3(delta), *_strides3(dy), *_strides3(du), *_strides3(ddelta), HAS_D=has_D,
+                             **common)
+    dA = dAp.sum((0, 1)).t()  # (D, N)
+    dB = dBp.sum(0)[:, :length, :d_state].transpose(1, 2)
+    dC = dCp.sum(0)[:, :length, :d_state].transpose(1, 2)
+    return du, ddelta, dA, dB, dC, dDp.sum((0, 1)), dbp.sum((0, 1))
+
+
+class _TritonScanFunction(torch.autograd.Function):
+    """Forward saves the inputs, the chunk-entry states h_in and the chunk sums of dt (small)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus, cfg):
+        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
+        flags = (delta_bias is not None, D is not None, bool(delta_softplus))
+        y, hin, S = _forward(u, delta, prep, cfg, *flags)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hin, S)
+        ctx.config = (cfg, flags)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        u, delta, A, B, C, D, delta_bias, hin, S = ctx.saved_tensors
+        cfg, flags = ctx.config
+        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
+        du, ddelta, dA, dB, dC, dD, dbias = _backward(dy, u, delta, prep, hin, S, cfg, *flags)
+        needs = ctx.needs_input_grad
+        return (du if needs[0] else None, ddelta if needs[1] else None, dA.to(A.dtype) if needs[2] else None,
+                dB.to(B.dtype) if needs[3] else None, dC.to(C.dtype) if needs[4] else None,
+                dD.to(D.dtype) if needs[5] else None, dbias.to(delta_bias.dtype) if needs[6] else None, None, None)
+
+
+def triton_selective_scan(u: Tensor,
+                          delta: Tensor,
+                          A: Tensor,
+                          B: Tensor,
+                          C: Tensor,
+                          D: Optional[Tensor] = None,
+                          delta_bias: Optional[Tensor] = None,
+                          delta_softplus: bool = True,
+                          chunk_size: Optional[int] = None,
+                          num_warps: Optional[int] = None,
+                          npoly: Optional[int] = None,
+                          block_d: Optional[int] = None) -> Tensor:
+    """Selective scan with the Triton kernels of this module (forward and backward).
+
+    Args: as :func:`mmhrsam.models.necks.selective_scan.selective_scan`, plus launch overrides
+    (``chunk_size``, ``num_warps``, ``npoly``, ``block_d``: see :func:`default_config`).
+
+    Returns:
+        Tensor: (batch, D, L) in ``u``'s dtype.
+
+    Raises:
+        ScanBackendUnavailableError: triton is missing, or the tensors are not on CUDA (CPU
+            tensors run only under TRITON_INTERPRET=1).
+    """
+    from .mamba_ssm import ScanBackendUnavailableError  # noqa: PLC0415  (no import cycle at module load)
+    reason = triton_unavailable(u)
+    if reason is not None:
+        raise ScanBackendUnavailableError(reason)
+    cfg = default_config(u, A.shape[1], chunk_size, num_warps, npoly, block_d)
+    with torch.autocast(u.device.type, enabled=False):  # dtypes as given; fp32 state inside
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                           for t in (u, delta, A, B, C, D, delta_bias)):
+            return _TritonScanFunction.apply(u, delta, A, B, C, D, delta_bias, delta_softplus, cfg)
+        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
+        return _forward(u, delta, prep, cfg, delta_bias is not None, D is not None, bool(delta_softplus))[0]
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_interpreted() -> bool:
+    """Whether the kernels run in Triton's interpreter (defined under TRITON_INTERPRET=1)."""
+    return INTERPRETED
+
+
+__all__ = ['triton_selective_scan', 'triton_unavailable', 'default_config', 'ScanConfig', 'INTERPRETED']
