@@ -28,18 +28,18 @@ in reverse the same way (``_bwd_chunk_adjoint`` + ``_carry`` in reverse), then
 (reverse walk from the carried adjoint) produce all gradients. The term that needs the
 forward state ``h_{t-1}`` and the adjoint ``g_t`` at the same step,
 ``e_t = g_t * exp(dt_t A) * h_{t-1}`` (for ``dA`` and ``d delta``), is obtained without
-storing any per-step state from the identity (``c_t = C_t dy_t``, ``x_t = dt_t u_t B_t``)::
+storing any per-step state, from the identity (``c_t = C_t dy_t``, ``x_t = dt_t u_t B_t``)
+``g_t h_t - g_{t-1} h_{t-1} = g_t x_t - c_{t-1} h_{t-1}``, which gives, in a chunk t0..t1::
 
-    g_t h_t - g_{t-1} h_{t-1} = g_t x_t - c_{t-1} h_{t-1}
-    => e_t = K - sum_{r<t} c_r h_r - sum_{r>=t} g_r x_r,   K = g_T h_T - g_T x_T + ... (per chunk)
+    e_t = K - P_t - Z_t,   P_t = sum_{t0 <= r < t} c_r h_r,   Z_t = sum_{t <= r <= t1} g_r x_r,
+    K = gamma * h_{t1} + P_{t1 + 1}        (gamma = exp(dt_{t1+1} A) g_{t1+1}, carried in)
 
-where the first sum is a prefix that only the forward walk needs and the second a suffix
-that only the reverse walk needs (see the notes for the derivation and its rounding).
-Reductions over channels (``dB``, ``dC``) are per-channel-block partial sums written to
-buffers and summed with torch (deterministic); reductions over time (``dA``, ``dD``,
-``d delta_bias``) are per-chunk partials, also summed with torch.
+``P`` is a prefix that only the forward walk needs, ``Z`` a suffix that only the reverse walk
+needs (derivation and rounding in the notes). Reductions over channels (``dB``, ``dC``) are
+per-channel-block partial sums (on the tensor cores, see ``_dsum``) written to buffers and
+summed with torch, deterministic; reductions over time (``dA``, ``dD``, ``d delta_bias``) are
+per-chunk partials, also summed with torch.
 """
-import functools
 import math
 import os
 from typing import NamedTuple, Optional, Tuple
@@ -63,19 +63,24 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 #: Channel blocks of the backward kernels: one warp, so the reductions over channels stay in a warp.
 BWD_NUM_WARPS = 1
+#: Whether tl.dot runs in the interpreter (tests may switch it off to cover the butterfly path).
+_INTERPRETER_DOT = True
 #: (chunk, flattened (n, d)) tile of the carry kernel.
 CARRY_CHUNKS, CARRY_BLOCK, CARRY_WARPS = 16, 256, 4
 
 
 class ScanConfig(NamedTuple):
     """Launch configuration (see :func:`default_config`)."""
-    chunk: int  # T, tokens per chunk (a multiple of ``tile``)
-    tile: int  # TT, tokens per unrolled tile
+    chunk: int  # T, tokens per chunk (a multiple of both tiles)
+    tile: int  # TT of the forward kernels, tokens per unrolled tile
+    bwd_tile: int  # TT of the backward kernels (4: their register budget is tight)
     fwd_warps: int  # forward kernels: BLOCK_D = 32 * fwd_warps channels per program
     bwd_warps: int
-    npoly: int  # state rows whose exp2 runs on the FMA pipe (0 = all on the SFUs)
+    npoly: int  # state rows whose exp2 runs on the FMA pipe in the SFU-bound kernels (phase 1, adjoint)
+    npoly_out: int  # same for the output kernel (less FMA headroom)
     fwd_block_d: int
     bwd_block_d: int
+    red: int  # channel reductions of the backward: 0 butterfly, 1 tf32 MMA, 2 split tf32 MMA (see _dsum)
 
 
 def _num_sms(device: torch.device) -> int:
@@ -85,7 +90,7 @@ def _num_sms(device: torch.device) -> int:
 
 
 def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, num_warps: Optional[int] = None,
-                   npoly: Optional[int] = None, block_d: Optional[int] = None) -> ScanConfig:
+                   npoly=None, block_d: Optional[int] = None) -> ScanConfig:
     """Heuristic configuration (no autotuning, so the first call only pays Triton's JIT).
 
     * ``tile``: one 16-byte vector of tokens per thread (4 fp32 / 8 bf16), the widest tile whose
@@ -94,7 +99,12 @@ def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, nu
     * ``chunk``: about 16 forward programs per SM (power of two in [64, 512]); shorter chunks
       only add carry work, longer ones leave SMs idle at the tail and lengthen the sums of the
       backward identity.
-    * ``npoly``: env ``MMHRSAM_SCAN_NPOLY`` (default 0).
+    * ``red``: env ``MMHRSAM_SCAN_RED``; default 1 (tf32 MMA) for 16-bit inputs, 2 (split tf32,
+      ~fp32 accurate) for fp32 inputs, 0 when N < 16 (see ``_dsum``).
+    * ``npoly``: env ``MMHRSAM_SCAN_NPOLY`` as ``"STATE[,OUT]"`` (default 0, 0): how many of the N
+      exp2 per token run as a polynomial on the FMA pipe in the SFU-bound kernels (the chunk-state
+      and local-adjoint kernels) and in the output kernel. The SASS cost model (notes) puts the
+      balance near 4 and 2 for N = 32; measured on the GPU by ``tools/analysis/benchmark_scan.py``.
 
     Overrides (``chunk_size``, ``num_warps``, ``npoly``, ``block_d``) are for tests and benchmarks.
     """
@@ -112,10 +122,21 @@ def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, nu
             per_program = length * batch * math.ceil(channels / fwd_block_d) / programs_wanted
             chunk_size = int(min(512, max(64, 2**round(math.log2(max(per_program, 1))))))
             chunk_size = min(chunk_size, max(tile, 2**math.ceil(math.log2(max(length, 1)))))
+    bwd_tile = min(tile, 4)
     chunk = max(tile, math.ceil(chunk_size / tile) * tile)
     if npoly is None:
-        npoly = int(os.environ.get('MMHRSAM_SCAN_NPOLY', 0))
-    return ScanConfig(chunk, tile, fwd_warps, BWD_NUM_WARPS, max(0, min(npoly, d_state)), fwd_block_d, bwd_block_d)
+        npoly = os.environ.get('MMHRSAM_SCAN_NPOLY', '0')
+    if isinstance(npoly, str):
+        npoly = tuple(int(x) for x in npoly.split(','))
+    if isinstance(npoly, int):
+        npoly = (npoly, 0)
+    npoly_state, npoly_out = (max(0, min(int(x), d_state)) for x in (tuple(npoly) + (0, ))[:2])
+    red = os.environ.get('MMHRSAM_SCAN_RED')
+    red = int(red) if red else (1 if u.element_size() < 4 else 2)
+    if _next_pow2(d_state) < 16 or bwd_block_d < 16 or INTERPRETED and red and not _INTERPRETER_DOT:
+        red = 0  # tl.dot needs 16 x 16 operands
+    return ScanConfig(chunk, tile, bwd_tile, fwd_warps, BWD_NUM_WARPS, npoly_state, npoly_out, fwd_block_d,
+                      bwd_block_d, red)
 
 
 def triton_unavailable(u: Tensor) -> Optional[str]:
@@ -140,6 +161,7 @@ def triton_unavailable(u: Tensor) -> Optional[str]:
 # ----------------------------------------------------------------------------- kernels
 if triton is not None:
     _LN2 = tl.constexpr(LN2)
+    _LOG2E = tl.constexpr(LOG2E)
 
     @triton.jit
     def _softplus(z):
@@ -177,6 +199,15 @@ if triton is not None:
             return tl.exp2(x)
 
     @triton.jit
+    def _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr):
+        """(NP, BLOCK_D) tile of A * log2(e) (A is (D, N), any strides); zero rows beyond N."""
+        x = tl.zeros((NP, BLOCK_D), tl.float32)
+        for i in tl.static_range(N):
+            row = tl.load(A_ptr + d * sA_d + i * sA_n, mask=dmask, other=0.0).to(tl.float32)
+            x = tl.where(n[:, None] == i, row[None, :], x)
+        return x * _LOG2E
+
+    @triton.jit
     def _load_rows(ptr, d, dmask, row_stride, n, N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr):
         """(NP, BLOCK_D) fp32 tile from N rows of BLOCK_D channels, one row load at a time.
 
@@ -196,6 +227,25 @@ if triton is not None:
             tl.store(ptr + i * row_stride + d, row, mask=dmask)
 
     @triton.jit
+    def _dsum(q, ones, RED: tl.constexpr):
+        """sum over the channel axis of an (NP, BLOCK_D) tile -> (NP,).
+
+        RED 0: Triton's reduction (a 5-round butterfly per state row: ~10 instructions per
+        element). RED 1: on the tensor cores, ``q @ ones`` in tf32 (~2 per element; 11-bit
+        mantissa products, for 16-bit inputs). RED 2: the same with q split into a tf32-exact
+        high part and the remainder (two MMAs, ~22-bit accurate: fp32 inputs).
+        """
+        if RED == 0:
+            return tl.sum(q, axis=1)
+        elif RED == 1:
+            return tl.max(tl.dot(q, ones, input_precision='tf32'), axis=1)
+        else:
+            qh = (q.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            r = tl.dot(qh, ones, input_precision='tf32')
+            r = tl.dot(q - qh, ones, r, input_precision='tf32')
+            return tl.max(r, axis=1)
+
+    @triton.jit
     def _pick(tile, sel):
         """Row of a (TT, BLOCK_D) tile by a constant one-hot mask (in-thread: a register move)."""
         return tl.sum(tl.where(sel, tile, 0.0), axis=0)
@@ -210,10 +260,10 @@ if triton is not None:
         return tl.where(m, dt, 0.0), z
 
     @triton.jit
-    def _fwd_chunk_state(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, local_ptr, S_ptr,  #
-                         L, D, NC, Lp,  #
+    def _fwd_chunk_state(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, local_ptr, S_ptr,  #
+                         L, D, NC, Lp, T, sA_d, sA_n,  #
                          su_b, su_d, su_l, sd_b, sd_d, sd_l,  #
-                         N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                         N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                          BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                          NPOLY: tl.constexpr):
         """Phase 1: each chunk scanned from a zero state -> local final state and sum(dt)."""
@@ -224,7 +274,7 @@ if triton is not None:
         dmask = d < D
         n = tl.arange(0, NP)
         tt = tl.arange(0, TT)
-        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
         if HAS_BIAS:
             bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
         else:
@@ -253,10 +303,10 @@ if triton is not None:
         tl.store(S_ptr + out * D + d, S, mask=dmask)
 
     @triton.jit
-    def _fwd_chunk_out(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, Dsk_ptr, hin_ptr, y_ptr,  #
-                       L, D, NC, Lp,  #
+    def _fwd_chunk_out(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, hin_ptr, y_ptr,  #
+                       L, D, NC, Lp, T, sA_d, sA_n,  #
                        su_b, su_d, su_l, sd_b, sd_d, sd_l, sy_b, sy_d, sy_l,  #
-                       N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                       N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                        BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, SOFTPLUS: tl.constexpr,
                        NPOLY: tl.constexpr):
         """Phase 3: each chunk rescanned from its entry state h_in[k] -> y."""
@@ -267,7 +317,7 @@ if triton is not None:
         dmask = d < D
         n = tl.arange(0, NP)
         tt = tl.arange(0, TT)
-        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
         h = _load_rows(hin_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
         if HAS_BIAS:
             bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
@@ -302,7 +352,7 @@ if triton is not None:
             tl.store(y_base + t[:, None] * sy_l, ytile.to(y_ptr.dtype.element_ty), mask=m)
 
     @triton.jit
-    def _carry(local_ptr, S_ptr, A2_ptr, out_ptr, NC, ND, D,  #
+    def _carry(local_ptr, S_ptr, A_ptr, out_ptr, NC, ND, D, sA_d, sA_n,  #
                REVERSE: tl.constexpr, CB: tl.constexpr, BLK: tl.constexpr):
         """Chunk-entry states: forward out[k+1] = exp2(A2*S_k) out[k] + local_k, out[0] = 0;
         reverse out[k] = exp2(A2*S_k) out[k+1] + local_k, out[NC] = 0.
@@ -315,8 +365,8 @@ if triton is not None:
         pb = tl.program_id(1).to(tl.int64)
         idx = pi * BLK + tl.arange(0, BLK)
         imask = idx < ND
-        A2 = tl.load(A2_ptr + idx, mask=imask, other=0.0)
         dcol = idx % D
+        A2 = tl.load(A_ptr + dcol * sA_d + (idx // D) * sA_n, mask=imask, other=0.0).to(tl.float32) * _LOG2E
         rows = tl.arange(0, CB)
         carry = tl.zeros((BLK, ), tl.float32)
         if REVERSE:
@@ -348,10 +398,10 @@ if triton is not None:
         return a1 * a2, a2 * b1 + b2
 
     @triton.jit
-    def _bwd_chunk_adjoint(dl_ptr, bias_ptr, A2_ptr, BC_ptr, dy_ptr, lo_ptr,  #
-                           L, D, NC, Lp,  #
+    def _bwd_chunk_adjoint(dl_ptr, bias_ptr, A_ptr, BC_ptr, dy_ptr, lo_ptr,  #
+                           L, D, NC, Lp, T, sA_d, sA_n,  #
                            sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
-                           N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                            BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                            NPOLY: tl.constexpr):
         """Backward phase 1: each chunk's adjoint walked in reverse from zero -> exp(dt A) g at its first token."""
@@ -362,7 +412,7 @@ if triton is not None:
         dmask = d < D
         n = tl.arange(0, NP)
         tt = tl.arange(0, TT)
-        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
         if HAS_BIAS:
             bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
         else:
@@ -388,13 +438,13 @@ if triton is not None:
         _store_rows(lo_ptr + (pb * NC + pc) * N * D, ga, d, dmask, D, n, N)
 
     @triton.jit
-    def _bwd_chunk_forward(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, dy_ptr, hin_ptr,  #
+    def _bwd_chunk_forward(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, dy_ptr, hin_ptr,  #
                            Wf_ptr, Pfin_ptr, SdtP_ptr, dCp_ptr,  #
-                           B, L, D, NC, Lp,  #
+                           B, L, D, NC, Lp, T, sA_d, sA_n,  #
                            su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
-                           N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                            BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                           NPOLY: tl.constexpr):
+                           NPOLY: tl.constexpr, RED: tl.constexpr):
         """Backward phase 3a: forward walk from h_in[k].
 
         Writes dC partials (sum over this block's channels of dy_t h_t), W_f[t] = sum_n A P_t
@@ -408,7 +458,7 @@ if triton is not None:
         dmask = d < D
         n = tl.arange(0, NP)
         tt = tl.arange(0, TT)
-        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
         h = _load_rows(hin_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
         if HAS_BIAS:
             bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
@@ -422,6 +472,7 @@ if triton is not None:
         dc_base = dCp_ptr + (pd * B + pb) * Lp * NP + n
         P = tl.zeros((NP, BLOCK_D), tl.float32)
         SdtP = tl.zeros((NP, BLOCK_D), tl.float32)
+        ones = tl.full((BLOCK_D, 16), 1.0, tl.float32)
         t0 = pc * T
         for tb in range(0, T, TT):
             t = t0 + tb + tt
@@ -441,7 +492,7 @@ if triton is not None:
                 Cj = tl.load(bc + NP)
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
                 q = dy_j[None, :] * h
-                tl.store(dc_base + (t0 + tb + j) * NP, tl.sum(q, axis=1))
+                tl.store(dc_base + (t0 + tb + j) * NP, _dsum(q, ones, RED))
                 wf = tl.where(sel, wf + tl.sum(A2 * P, axis=0)[None, :], wf)
                 SdtP += dt_j[None, :] * P
                 P += Cj[:, None] * q
@@ -451,15 +502,15 @@ if triton is not None:
         _store_rows(SdtP_ptr + out, SdtP, d, dmask, D, n, N)
 
     @triton.jit
-    def _bwd_chunk_reverse(u_ptr, dl_ptr, bias_ptr, A2_ptr, BC_ptr, Dsk_ptr, dy_ptr, hin_ptr, gam_ptr,  #
+    def _bwd_chunk_reverse(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, dy_ptr, hin_ptr, gam_ptr,  #
                            Wf_ptr, Pfin_ptr, SdtP_ptr, S_ptr,  #
                            du_ptr, ddl_ptr, dBp_ptr, dAp_ptr, dDp_ptr, dbp_ptr,  #
-                           B, L, D, NC, Lp,  #
+                           B, L, D, NC, Lp, T, sA_d, sA_n,  #
                            su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
                            sdu_b, sdu_d, sdu_l, sdd_b, sdd_d, sdd_l,  #
-                           N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TT: tl.constexpr,
+                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                            BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
-                           SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr):
+                           SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr, RED: tl.constexpr):
         """Backward phase 3b: reverse walk from the carried adjoint; all gradients."""
         pc = tl.program_id(0)
         pd = tl.program_id(1)
@@ -468,7 +519,7 @@ if triton is not None:
         dmask = d < D
         n = tl.arange(0, NP)
         tt = tl.arange(0, TT)
-        A2 = _load_rows(A2_ptr, d, dmask, D, n, N, NP, BLOCK_D)
+        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
         # adjoint entering from the next chunk: exp(dt_{t1+1} A) g_{t1+1}
         ga = _load_rows(gam_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
         h_end = _load_rows(hin_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
@@ -495,6 +546,7 @@ if triton is not None:
         SdtZ = tl.zeros((NP, BLOCK_D), tl.float32)
         dD_acc = tl.zeros((BLOCK_D, ), tl.float32)
         db_acc = tl.zeros((BLOCK_D, ), tl.float32)
+        ones = tl.full((BLOCK_D, 16), 1.0, tl.float32)
         t0 = pc * T
         for i in range(0, T // TT):
             tb = T - TT - i * TT
@@ -517,7 +569,7 @@ if triton is not None:
                 g = Cj[:, None] * dy_j[None, :] + ga
                 ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
                 q = g * dtu_j[None, :]
-                tl.store(db_base + (t0 + tb + TT - 1 - jj) * NP, tl.sum(q, axis=1))
+                tl.store(db_base + (t0 + tb + TT - 1 - jj) * NP, _dsum(q, ones, RED))
                 Zg += q * Bj[:, None]
                 SdtZ += dt_j[None, :] * Zg
                 gB = tl.where(sel, gB + tl.sum(g * Bj[:, None], axis=0)[None, :], gB)
@@ -550,94 +602,103 @@ def _strides3(t: Tensor) -> Tuple[int, int, int]:
 
 
 class _Prepared(NamedTuple):
-    A2t: Tensor  # (N, D) fp32, A * log2(e), transposed: channels contiguous
+    A: Tensor  # (D, N), any strides and float dtype: the kernels read it and fold in log2(e)
     BC: Tensor  # (batch, Lp, 2, NP) fp32: B and C per token, zero-padded
-    bias: Tensor  # (D,) fp32 (a dummy when absent)
-    Dsk: Tensor  # (D,) fp32 (a dummy when absent)
+    bias: Tensor  # (D,) fp32 (any tensor when absent: never read)
+    Dsk: Tensor  # (D,) fp32 (any tensor when absent: never read)
     NC: int
     Lp: int
     NP: int
 
 
 def _prepare(u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor],
-             cfg: ScanConfig) -> _Prepared:
+             cfg: ScanConfig, BC: Optional[Tensor] = None) -> _Prepared:
+    """Host-side preparation: two small copies (B and C token-major), no other kernel launch."""
     batch, channels, length = u.shape
     d_state = A.shape[1]
     NP = _next_pow2(d_state)
     NC = max(1, math.ceil(length / cfg.chunk))
     Lp = NC * cfg.chunk
-    A2t = (A.detach().float() * LOG2E).t().contiguous()
-    BC = torch.zeros(batch, Lp, 2, NP, device=u.device, dtype=torch.float32)
-    BC[:, :length, 0, :d_state] = B.detach().transpose(1, 2)
-    BC[:, :length, 1, :d_state] = C.detach().transpose(1, 2)
-    dummy = A2t.new_zeros(1)
-    bias = dummy if delta_bias is None else delta_bias.detach().float().contiguous()
-    Dsk = dummy if D is None else D.detach().float().contiguous()
-    return _Prepared(A2t, BC, bias, Dsk, NC, Lp, NP)
+    if BC is None:
+        BC = torch.empty(batch, Lp, 2, NP, device=u.device, dtype=torch.float32)
+        BC[:, :length, 0, :d_state] = B.detach().transpose(1, 2)
+        BC[:, :length, 1, :d_state] = C.detach().transpose(1, 2)
+        if Lp > length:
+            BC[:, length:].zero_()
+        if NP > d_state:
+            BC[..., d_state:].zero_()
+    A = A.detach()
+    bias = A if delta_bias is None else delta_bias.detach().float().contiguous()
+    Dsk = A if D is None else D.detach().float().contiguous()
+    return _Prepared(A, BC, bias, Dsk, NC, Lp, NP)
 
 
 def _forward(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig, has_bias: bool, has_D: bool,
              softplus: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """y, h_in (batch, NC + 1, N, D) and S (batch, NC, D)."""
     batch, channels, length = u.shape
-    d_state = prep.A2t.shape[0]
+    d_state = prep.A.shape[1]
     NC, Lp, NP = prep.NC, prep.Lp, prep.NP
     f32 = dict(device=u.device, dtype=torch.float32)
     local = torch.empty(batch, NC, d_state, channels, **f32)
     S = torch.empty(batch, NC, channels, **f32)
     grid = (NC, triton.cdiv(channels, cfg.fwd_block_d), batch)
-    common = dict(N=d_state, NP=NP, T=cfg.chunk, TT=cfg.tile, BLOCK_D=cfg.fwd_block_d, HAS_BIAS=has_bias,
-                  SOFTPLUS=softplus, NPOLY=cfg.npoly, num_warps=cfg.fwd_warps)
-    _fwd_chunk_state[grid](u, delta, prep.bias, prep.A2t, prep.BC, local, S, length, channels, NC, Lp,
-                           *_strides3(u), *_strides3(delta), **common)
+    common = dict(N=d_state, NP=NP, TT=cfg.tile, BLOCK_D=cfg.fwd_block_d, HAS_BIAS=has_bias,
+                  SOFTPLUS=softplus, num_warps=cfg.fwd_warps)
+    sA = (prep.A.stride(0), prep.A.stride(1))
+    _fwd_chunk_state[grid](u, delta, prep.bias, prep.A, prep.BC, local, S, length, channels, NC, Lp, cfg.chunk, *sA,
+                           *_strides3(u), *_strides3(delta), NPOLY=cfg.npoly, **common)
     hin = torch.empty(batch, NC + 1, d_state, channels, **f32)
-    _launch_carry(local, S, prep.A2t, hin, reverse=False)
+    _launch_carry(local, S, prep.A, hin, reverse=False)
     y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
-    _fwd_chunk_out[grid](u, delta, prep.bias, prep.A2t, prep.BC, prep.Dsk, hin, y, length, channels, NC, Lp,
-                         *_strides3(u), *_strides3(delta), *_strides3(y), HAS_D=has_D, **common)
+    _fwd_chunk_out[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, hin, y, length, channels, NC, Lp, cfg.chunk,
+                         *sA, *_strides3(u), *_strides3(delta), *_strides3(y), HAS_D=has_D, NPOLY=cfg.npoly_out,
+                         **common)
     return y, hin, S
 
 
-def _launch_carry(local: Tensor, S: Tensor, A2t: Tensor, out: Tensor, reverse: bool) -> None:
+def _launch_carry(local: Tensor, S: Tensor, A: Tensor, out: Tensor, reverse: bool) -> None:
     batch, NC, d_state, channels = local.shape
     nd = d_state * channels
     grid = (triton.cdiv(nd, CARRY_BLOCK), batch)
-    _carry[grid](local, S, A2t, out, NC, nd, channels, REVERSE=reverse, CB=CARRY_CHUNKS, BLK=CARRY_BLOCK,
-                 num_warps=CARRY_WARPS)
+    _carry[grid](local, S, A, out, NC, nd, channels, A.stride(0), A.stride(1), REVERSE=reverse, CB=CARRY_CHUNKS,
+                 BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
 
 
 def _backward(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, S: Tensor, cfg: ScanConfig,
               has_bias: bool, has_D: bool, softplus: bool):
     """(du, ddelta, dA (D, N) fp32, dB, dC (batch, N, L) fp32, dD (D,) fp32, dbias (D,) fp32)."""
     batch, channels, length = u.shape
-    d_state = prep.A2t.shape[0]
+    d_state = prep.A.shape[1]
     NC, Lp, NP = prep.NC, prep.Lp, prep.NP
     f32 = dict(device=u.device, dtype=torch.float32)
     n_dblk = triton.cdiv(channels, cfg.bwd_block_d)
     grid = (NC, n_dblk, batch)
-    common = dict(N=d_state, NP=NP, T=cfg.chunk, TT=cfg.tile, BLOCK_D=cfg.bwd_block_d, HAS_BIAS=has_bias,
-                  SOFTPLUS=softplus, NPOLY=cfg.npoly, num_warps=cfg.bwd_warps)
+    common = dict(N=d_state, NP=NP, TT=cfg.bwd_tile, BLOCK_D=cfg.bwd_block_d, HAS_BIAS=has_bias,
+                  SOFTPLUS=softplus, num_warps=cfg.bwd_warps)
+    sA = (prep.A.stride(0), prep.A.stride(1))
     lo = torch.empty(batch, NC, d_state, channels, **f32)
-    _bwd_chunk_adjoint[grid](delta, prep.bias, prep.A2t, prep.BC, dy, lo, length, channels, NC, Lp,
-                             *_strides3(delta), *_strides3(dy), **common)
+    _bwd_chunk_adjoint[grid](delta, prep.bias, prep.A, prep.BC, dy, lo, length, channels, NC, Lp, cfg.chunk, *sA,
+                             *_strides3(delta), *_strides3(dy), NPOLY=cfg.npoly, **common)
     gam = torch.empty(batch, NC + 1, d_state, channels, **f32)
-    _launch_carry(lo, S, prep.A2t, gam, reverse=True)
+    _launch_carry(lo, S, prep.A, gam, reverse=True)
     Wf = torch.empty(batch, channels, Lp, **f32)
     Pfin = torch.empty(batch, NC, d_state, channels, **f32)
     SdtP = torch.empty_like(Pfin)
     dCp = torch.empty(n_dblk, batch, Lp, NP, **f32)
-    _bwd_chunk_forward[grid](u, delta, prep.bias, prep.A2t, prep.BC, dy, hin, Wf, Pfin, SdtP, dCp, batch, length,
-                             channels, NC, Lp, *_strides3(u), *_strides3(delta), *_strides3(dy), **common)
+    _bwd_chunk_forward[grid](u, delta, prep.bias, prep.A, prep.BC, dy, hin, Wf, Pfin, SdtP, dCp, batch, length,
+                             channels, NC, Lp, cfg.chunk, *sA, *_strides3(u), *_strides3(delta), *_strides3(dy),
+                             NPOLY=0, RED=cfg.red, **common)
     du = torch.empty(u.shape, device=u.device, dtype=u.dtype)
     ddelta = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
     dBp = torch.empty_like(dCp)
     dAp = torch.empty_like(Pfin)
     dDp = torch.empty(batch, NC, channels, **f32)
     dbp = torch.empty_like(dDp)
-    _bwd_chunk_reverse[grid](u, delta, prep.bias, prep.A2t, prep.BC, prep.Dsk, dy, hin, gam, Wf, Pfin, SdtP, S, du,
-                             ddelta, dBp, dAp, dDp, dbp, batch, length, channels, NC, Lp, *_strides3(u),
+    _bwd_chunk_reverse[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, dy, hin, gam, Wf, Pfin, SdtP, S, du,
+                             ddelta, dBp, dAp, dDp, dbp, batch, length, channels, NC, Lp, cfg.chunk, *sA, *_strides3(u),
                              *_strides3(delta), *_strides3(dy), *_strides3(du), *_strides3(ddelta), HAS_D=has_D,
-                             **common)
+                             NPOLY=0, RED=cfg.red, **common)
     dA = dAp.sum((0, 1)).t()  # (D, N)
     dB = dBp.sum(0)[:, :length, :d_state].transpose(1, 2)
     dC = dCp.sum(0)[:, :length, :d_state].transpose(1, 2)
@@ -652,16 +713,16 @@ class _TritonScanFunction(torch.autograd.Function):
         prep = _prepare(u, A, B, C, D, delta_bias, cfg)
         flags = (delta_bias is not None, D is not None, bool(delta_softplus))
         y, hin, S = _forward(u, delta, prep, cfg, *flags)
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hin, S)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hin, S, prep.BC)
         ctx.config = (cfg, flags)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        u, delta, A, B, C, D, delta_bias, hin, S = ctx.saved_tensors
+        u, delta, A, B, C, D, delta_bias, hin, S, BC = ctx.saved_tensors
         cfg, flags = ctx.config
-        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
+        prep = _prepare(u, A, B, C, D, delta_bias, cfg, BC)
         du, ddelta, dA, dB, dC, dD, dbias = _backward(dy, u, delta, prep, hin, S, cfg, *flags)
         needs = ctx.needs_input_grad
         return (du if needs[0] else None, ddelta if needs[1] else None, dA.to(A.dtype) if needs[2] else None,
@@ -704,12 +765,6 @@ def triton_selective_scan(u: Tensor,
             return _TritonScanFunction.apply(u, delta, A, B, C, D, delta_bias, delta_softplus, cfg)
         prep = _prepare(u, A, B, C, D, delta_bias, cfg)
         return _forward(u, delta, prep, cfg, delta_bias is not None, D is not None, bool(delta_softplus))[0]
-
-
-@functools.lru_cache(maxsize=None)
-def kernels_interpreted() -> bool:
-    """Whether the kernels run in Triton's interpreter (defined under TRITON_INTERPRET=1)."""
-    return INTERPRETED
 
 
 __all__ = ['triton_selective_scan', 'triton_unavailable', 'default_config', 'ScanConfig', 'INTERPRETED']

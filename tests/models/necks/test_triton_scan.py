@@ -1,0 +1,351 @@
+"""Triton selective scan: run through Triton's interpreter on CPU against a float64 loop written here.
+
+Triton's interpreter only works in a process that had TRITON_INTERPRET=1 before triton was first
+imported (triton's own ``tl.zeros``, ``tl.sum``, ... are ``@jit`` functions decorated at that
+import, and torch imports triton early). So ``test_interpreter_suite`` runs this file again in a
+subprocess with the variable set, where the ``interp`` tests run (here they skip), and fails with
+the subprocess's report if any of them fails. Sizes are tiny: the interpreter runs every program of
+the grid in Python. A CUDA test (skipped without a GPU) compares with the chunked backend at a moderate
+size, and a frontend test builds every kernel's Triton IR for sm_90 without a GPU (it catches what
+the interpreter forgives, e.g. non-constexpr globals).
+"""
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+MODULE = 'mmhrsam.models.necks.selective_scan.triton_scan'
+PACKAGE = 'mmhrsam.models.necks.selective_scan'
+ARG_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
+
+
+def loop_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True):
+    """h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t,  y_t = <C_t, h_t> + D u_t, one token at a time, float64."""
+    u, delta, A, B, C = (t.double() for t in (u, delta, A, B, C))
+    dt = delta if delta_bias is None else delta + delta_bias.double()[None, :, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for t in range(u.shape[2]):
+        h = torch.exp(dt[:, :, t, None] * A) * h + (dt[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        ys.append((h * C[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, dim=2)
+    return y if D is None else y + D.double()[None, :, None] * u
+
+
+def make_inputs(batch, channels, d_state, length, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, channels, length, generator=g)
+    delta = torch.randn(batch, channels, length, generator=g) - 1.0
+    A = -torch.exp(torch.randn(channels, d_state, generator=g))  # decays spread over decades
+    B = torch.randn(batch, d_state, length, generator=g)
+    C = torch.randn(batch, d_state, length, generator=g)
+    D = torch.randn(channels, generator=g)
+    delta_bias = 0.5 * torch.randn(channels, generator=g)
+    return [t.to(dtype) if t.dim() == 3 else t for t in (u, delta, A, B, C, D, delta_bias)]
+
+
+def assert_close(actual, expected, rel, name=''):
+    """max |actual - expected| <= rel * max |expected| (gradients near zero have no useful relative error)."""
+    err = (actual.double() - expected.double()).abs().max().item()
+    scale = expected.abs().max().item()
+    assert err <= rel * max(scale, 1e-3), f'{name}: max error {err:.3g} vs scale {scale:.3g}'
+
+
+def interpreter_process() -> bool:
+    """Whether triton was imported under TRITON_INTERPRET=1 in this process (its stdlib is interpreted)."""
+    try:
+        import triton.language as tl
+        from triton.runtime.interpreter import InterpretedFunction
+    except Exception:  # noqa: BLE001
+        return False
+    return isinstance(tl.zeros, InterpretedFunction)
+
+
+INTERP = interpreter_process()
+interp = pytest.mark.skipif(not INTERP, reason='runs in the TRITON_INTERPRET=1 subprocess of test_interpreter_suite')
+not_interp = pytest.mark.skipif(INTERP, reason='runs in the main test process')
+
+
+@pytest.fixture(scope='module')
+def ts():
+    """``triton_scan`` with kernels defined for the interpreter."""
+    mod = importlib.import_module(MODULE)
+    if mod.triton is None or not mod.INTERPRETED:
+        pytest.skip(f'triton interpreter unavailable: {mod.TRITON_IMPORT_ERROR or "not interpreted"}')
+    try:
+        mod.triton_selective_scan(*make_inputs(1, 2, 2, 3))
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f'triton interpreter cannot run here: {type(e).__name__}: {e}')
+    return mod
+
+
+@not_interp
+def test_interpreter_suite():
+    """This file's ``interp`` tests in a fresh process with TRITON_INTERPRET=1 (see the module docstring)."""
+    pytest.importorskip('triton')
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    cmd = [sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', __file__]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    report = out.stdout[-6000:] + out.stderr[-3000:]
+    if 'triton interpreter cannot run here' in out.stdout or 'triton interpreter unavailable' in out.stdout:
+        pytest.skip('triton interpreter cannot run here:\n' + report)
+    assert out.returncode == 0, report
+    assert ' passed' in out.stdout and 'failed' not in out.stdout, report
+
+
+class _Spy:
+    """Counts launches of a kernel (``kernel[grid](...)``)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, 0
+
+    def __getitem__(self, grid):
+        self.launches += 1
+        return self.kernel[grid]
+
+
+@interp
+def test_interpreter_really_runs_the_kernels(ts, monkeypatch):
+    from triton.runtime.interpreter import InterpretedFunction
+    names = ('_fwd_chunk_state', '_carry', '_fwd_chunk_out', '_bwd_chunk_adjoint', '_bwd_chunk_forward',
+             '_bwd_chunk_reverse')
+    spies = {}
+    for name in names:
+        assert isinstance(getattr(ts, name), InterpretedFunction), name
+        spies[name] = _Spy(getattr(ts, name))
+        monkeypatch.setattr(ts, name, spies[name])
+    args = [t.requires_grad_() for t in make_inputs(1, 3, 2, 10)]
+    ts.triton_selective_scan(*args, chunk_size=4).sum().backward()
+    assert {k: s.launches for k, s in spies.items()} == {
+        '_fwd_chunk_state': 1, '_carry': 2, '_fwd_chunk_out': 1, '_bwd_chunk_adjoint': 1, '_bwd_chunk_forward': 1,
+        '_bwd_chunk_reverse': 1}  # yapf: disable
+
+
+# (batch, channels, d_state, length, chunk_size, block_d): one token; 4 chunks, L a multiple of the chunk,
+# two channel blocks; L and D not multiples of chunk / block; 4 chunks of 64, the last partial
+CASES = [(1, 4, 4, 1, None, None), (2, 16, 8, 64, 16, 8), (2, 5, 4, 7, 4, 4), (1, 4, 8, 200, 64, None)]
+
+
+@interp
+@pytest.mark.parametrize('batch,channels,d_state,length,chunk,block_d', CASES)
+def test_forward_and_gradients_match_loop(ts, batch, channels, d_state, length, chunk, block_d):
+    args = make_inputs(batch, channels, d_state, length, seed=length + channels)
+    grad_out = torch.randn(batch, channels, length, generator=torch.Generator().manual_seed(1))
+    ours = [t.clone().requires_grad_() for t in args]
+    y = ts.triton_selective_scan(*ours, chunk_size=chunk, block_d=block_d)
+    assert y.dtype == torch.float32 and y.shape == (batch, channels, length)
+    ref = [t.double().requires_grad_() for t in args]
+    expected = loop_scan(*ref)
+    assert_close(y.detach(), expected.detach(), 1e-5, 'y')
+    y.backward(grad_out)
+    expected.backward(grad_out.double())
+    for name, a, b in zip(ARG_NAMES, ours, ref):
+        assert a.grad.dtype == a.dtype and a.grad.shape == a.shape, name
+        assert_close(a.grad, b.grad, 1e-4, f'grad of {name}')
+
+
+@interp
+@pytest.mark.parametrize('red', [1, 2])
+def test_tensor_core_channel_reductions(ts, monkeypatch, red):
+    """N >= 16: dB and dC summed over channels by tl.dot (the interpreter computes it in fp32)."""
+    monkeypatch.setenv('MMHRSAM_SCAN_RED', str(red))
+    args = make_inputs(1, 8, 16, 24, seed=red)
+    assert ts.default_config(args[0], 16, 8).red == red
+    ours = [t.clone().requires_grad_() for t in args]
+    ts.triton_selective_scan(*ours, chunk_size=8).backward(torch.ones(1, 8, 24))
+    ref = [t.double().requires_grad_() for t in args]
+    loop_scan(*ref).sum().backward()
+    for name, a, b in zip(ARG_NAMES, ours, ref):
+        assert_close(a.grad, b.grad, 1e-4, f'grad of {name}')
+
+
+@interp
+def test_polynomial_exp2_rows(ts):
+    """npoly: the first state rows take exp2 from the FMA-pipe polynomial (~2e-7 relative, like ex2.approx)."""
+    args = make_inputs(1, 4, 8, 40, seed=9)
+    assert ts.default_config(args[0], 8, 8, npoly=(4, 2))[5:7] == (4, 2)
+    ours = [t.clone().requires_grad_() for t in args]
+    y = ts.triton_selective_scan(*ours, chunk_size=8, npoly=(4, 2))
+    ref = [t.double().requires_grad_() for t in args]
+    expected = loop_scan(*ref)
+    assert_close(y.detach(), expected.detach(), 1e-5, 'y')
+    y.sum().backward()
+    expected.sum().backward()
+    for name, a, b in zip(ARG_NAMES, ours, ref):
+        assert_close(a.grad, b.grad, 1e-4, f'grad of {name}')
+
+
+@interp
+def test_bf16_inputs(ts):
+    args = make_inputs(2, 6, 4, 40, seed=3, dtype=torch.bfloat16)
+    ours = [t.clone().requires_grad_() for t in args]
+    y = ts.triton_selective_scan(*ours, chunk_size=16)
+    assert y.dtype == torch.bfloat16
+    ref = [t.detach().double().requires_grad_() for t in args]
+    expected = loop_scan(*ref)  # same rounded inputs in float64: only output rounding differs
+    assert_close(y.detach(), expected.detach(), 2e-2, 'y')
+    y.float().sum().backward()
+    expected.sum().backward()
+    for name, a, b in zip(ARG_NAMES, ours, ref):
+        assert a.grad.dtype == a.dtype, name
+        assert_close(a.grad, b.grad, 3e-2, f'grad of {name}')
+
+
+@interp
+@pytest.mark.parametrize('with_D,with_bias,softplus', [(False, False, True), (True, False, False), (False, True, True)])
+def test_optional_arguments(ts, with_D, with_bias, softplus):
+    u, delta, A, B, C, D, bias = make_inputs(2, 4, 3, 20, seed=7)
+    if not softplus:
+        delta = delta.abs()  # dt = delta + bias must stay >= 0
+    D = D if with_D else None
+    bias = bias.abs() if with_bias else None
+    ours = [None if t is None else t.clone().requires_grad_() for t in (u, delta, A, B, C, D, bias)]
+    y = ts.triton_selective_scan(*ours, delta_softplus=softplus, chunk_size=8)
+    ref = [None if t is None else t.double().requires_grad_() for t in (u, delta, A, B, C, D, bias)]
+    expected = loop_scan(*ref, delta_softplus=softplus)
+    assert_close(y.detach(), expected.detach(), 1e-5, 'y')
+    y.sum().backward()
+    expected.sum().backward()
+    for name, a, b in zip(ARG_NAMES, ours, ref):
+        if a is not None:
+            assert_close(a.grad, b.grad, 1e-4, f'grad of {name}')
+
+
+@interp
+def test_partial_gradients_and_no_grad(ts):
+    args = make_inputs(1, 4, 3, 20, seed=5)
+    ours = [t.clone().requires_grad_(i in (2, 4)) for i, t in enumerate(args)]  # A and C only
+    ts.triton_selective_scan(*ours, chunk_size=8).sum().backward()
+    ref = [t.double().requires_grad_(i in (2, 4)) for i, t in enumerate(args)]
+    loop_scan(*ref).sum().backward()
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        if i in (2, 4):
+            assert_close(a.grad, b.grad, 1e-4, ARG_NAMES[i])
+        else:
+            assert a.grad is None
+    with torch.no_grad():
+        y = ts.triton_selective_scan(*[t.requires_grad_() for t in args], chunk_size=8)
+    assert not y.requires_grad
+
+
+@interp
+def test_strided_inputs_and_long_memory(ts):
+    """Channel-last views (what Cycle-scan could pass) and slow decays carried across many chunks."""
+    u, delta, A, B, C, D, bias = make_inputs(1, 4, 4, 96, seed=11)
+    A = A / 50  # states remember ~hundreds of tokens: the carry between chunks matters
+    u_cl = u.transpose(1, 2).contiguous().transpose(1, 2)
+    B_cl = B.transpose(1, 2).contiguous().transpose(1, 2)
+    A_t = A.t().contiguous().t()
+    y = ts.triton_selective_scan(u_cl, delta, A_t, B_cl, C, D, bias, chunk_size=8)
+    assert_close(y, loop_scan(u, delta, A, B, C, D, bias), 1e-5, 'y')
+
+
+@interp
+def test_switch_uses_triton_only_when_asked_on_cpu(ts):
+    from mmhrsam.models.necks.selective_scan import (AUTO_ORDER, SCAN_BACKENDS, ScanBackendUnavailableError,
+                                                     resolve_scan_backend, selective_scan)
+    assert AUTO_ORDER[0] == 'triton' and 'triton' in SCAN_BACKENDS
+    args = make_inputs(1, 3, 2, 9, seed=2)
+    assert resolve_scan_backend('auto', args[0]) == 'chunked'  # the interpreter is a test tool
+    assert 'CUDA' in SCAN_BACKENDS['triton'].unavailable(args[0])
+    y = selective_scan(*args, backend='triton')  # named explicitly: runs here through the interpreter
+    assert_close(y, loop_scan(*args), 1e-5, 'y')
+    assert ts.triton_unavailable(args[0]) is None
+    assert issubclass(ScanBackendUnavailableError, RuntimeError)
+
+
+@not_interp
+def test_not_interpreted_cpu_is_a_clear_error():
+    """Without the interpreter, CPU tensors get ScanBackendUnavailableError with the reason."""
+    code = ('import os, torch; os.environ.pop("TRITON_INTERPRET", None)\n'
+            'from mmhrsam.models.necks.selective_scan import selective_scan, ScanBackendUnavailableError\n'
+            'x = torch.zeros(1, 2, 3); A = -torch.ones(2, 2); B = torch.zeros(1, 2, 3)\n'
+            'try:\n    selective_scan(x, x, A, B, B, backend="triton")\n'
+            'except ScanBackendUnavailableError as e:\n    print("OK", e)\n')
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.startswith('OK') and 'CUDA' in out.stdout, out.stdout + out.stderr
+
+
+@not_interp
+def test_import_without_triton():
+    """A missing triton: `import mmhrsam` works and the backend says why it is unavailable."""
+    code = ('import sys; sys.modules["triton"] = None\n'
+            'import torch, mmhrsam\n'
+            'from mmhrsam.models.necks.selective_scan import triton_scan, selective_scan\n'
+            'x = torch.zeros(1, 2, 3)\n'
+            'assert triton_scan.triton is None\n'
+            'print("REASON", triton_scan.triton_unavailable(x))\n'
+            'print("AUTO", selective_scan(x, x, -torch.ones(2, 2), x[:, :2], x[:, :2]).shape)\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'REASON' in out.stdout and 'pip install triton' in out.stdout, out.stdout
+    assert 'AUTO torch.Size([1, 2, 3])' in out.stdout
+
+
+@not_interp
+def test_kernels_build_for_sm90_without_a_gpu():
+    """Triton's frontend on every kernel and constexpr variant the wrapper launches (no device needed)."""
+    triton = pytest.importorskip('triton')
+    try:
+        from triton._C.libtriton import ir
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource, make_backend
+        target = GPUTarget('cuda', 90, 32)
+        backend = make_backend(target)
+    except Exception as e:  # noqa: BLE001  internal API of another triton version
+        pytest.skip(f'cannot build IR with this triton ({triton.__version__}): {e}')
+    mod = importlib.import_module(MODULE)
+    if mod.triton is None or mod.INTERPRETED:
+        pytest.skip('kernels not compiled for a GPU in this process')
+
+    def build(fn, consts, num_warps, dtype='fp32'):
+        sig = {a: 'constexpr' if a in consts else ('*' + dtype if a.endswith('_ptr') else 'i32') for a in fn.arg_names}
+        options = backend.parse_options(dict(num_warps=num_warps))
+        context = ir.context()
+        ir.load_dialects(context)
+        backend.load_dialects(context)
+        src = ASTSource(fn=fn, signature=sig, constexprs=consts)
+        return src.make_ir(target, options, backend.get_codegen_implementation(options), backend.get_module_map(),
+                           context)
+
+    for dtype, tile, npoly, red, N in (('fp32', 4, 0, 2, 32), ('bf16', 8, 4, 1, 32), ('fp32', 4, 2, 0, 5)):
+        NP = 1 << (N - 1).bit_length()
+        base = dict(N=N, NP=NP, TT=tile, HAS_BIAS=True, SOFTPLUS=True, NPOLY=npoly)
+        build(mod._fwd_chunk_state, dict(base, BLOCK_D=64), 2, dtype)
+        build(mod._fwd_chunk_out, dict(base, BLOCK_D=64, HAS_D=True), 2, dtype)
+        bwd = dict(base, TT=4, BLOCK_D=32)
+        build(mod._bwd_chunk_adjoint, bwd, 1, dtype)
+        build(mod._bwd_chunk_forward, dict(bwd, RED=red), 1, dtype)
+        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=False, SOFTPLUS=False, RED=red), 1, dtype)
+    for reverse in (False, True):
+        build(mod._carry, dict(REVERSE=reverse, CB=16, BLK=256), 4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_cuda_matches_chunked(dtype):
+    from mmhrsam.models.necks.selective_scan import chunked_selective_scan, resolve_scan_backend, selective_scan
+    from mmhrsam.models.necks.selective_scan import triton_scan
+    if triton_scan.INTERPRETED:
+        pytest.skip('kernels were defined for the interpreter')
+    args = [t.cuda() for t in make_inputs(2, 96, 32, 3000, seed=1, dtype=dtype)]
+    assert resolve_scan_backend('auto', args[0]) == 'triton'
+    grad_out = torch.randn(args[0].shape, device='cuda', generator=torch.Generator('cuda').manual_seed(0))
+    results = []
+    for backend in ('triton', 'chunked'):
+        leaves = [t.clone().requires_grad_() for t in args]
+        fn = chunked_selective_scan if backend == 'chunked' else lambda *a: selective_scan(*a, backend='triton')
+        y = fn(*leaves)
+        y.backward(grad_out.to(y.dtype))
+        results.append([y.detach()] + [t.grad for t in leaves])
+    rel = 1e-4 if dtype == torch.float32 else 3e-2
+    for name, a, b in zip(('y', ) + ARG_NAMES, *results):
+        assert_close(a.float(), b.float(), rel, name)

@@ -1,0 +1,391 @@
+"""Selective-scan backends on one GPU: correctness at full size, timings, and the scan targets.
+
+What it does, in one run (about 3-5 minutes on an H100, most of it Triton's first JIT compiles and
+the chunked backend's slow backward):
+
+1. correctness at the full Cycle-scan size (batch 1, D = 768, N = 32, L = 3 x 16,384): triton
+   against the chunked backend (forward and every gradient, fp32 and bf16), and against the
+   float64 sequential reference on a channel slice (forward at full L, gradients at L = 4,096);
+2. first-call latency (Triton JIT included) of the forward and the backward;
+3. a small sweep of the forward's launch configuration (chunk length, warps, polynomial exp2
+   rows) at L = 49,152 bf16, then timings of forward and forward + backward for fp32 and bf16 at
+   L = 3 x 16,384 and 3 x 65,536, for triton (default configuration), chunked (forward only at
+   the large size), and mamba-ssm when it imports; eager calls timed with CUDA events (median,
+   warm-up excluded), and the triton forward also as a CUDA-graph replay (device time without
+   launch gaps);
+4. achieved bandwidth (bytes of the call's inputs and outputs / time) and state-update rate
+   (B * D * N * L / time) against the floors: ~4.2 T exp/s on the SFUs (one exp per update and
+   pass; the chunked design makes two passes forward, five backward) and ~3 TB/s;
+5. the targets, printed PASS / MISS, a compact table, and everything as JSON (``--out``).
+
+Example::
+
+    python tools/analysis/benchmark_scan.py --out $OUT/scan_h100.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+
+from mmhrsam.models.necks.selective_scan import (chunked_selective_scan, mamba_ssm_selective_scan,  # noqa: E402
+                                                 reference_selective_scan)
+from mmhrsam.models.necks.selective_scan.mamba_ssm import mamba_ssm_unavailable  # noqa: E402
+
+CHANNELS, D_STATE = 768, 32
+LENGTHS = (3 * 16384, 3 * 65536)
+GRAD_REF_LENGTH = 4096
+DEVICE = 'cuda'
+EXP_RATE = 4.2e12  # exp2 per second on an H100's SFUs (SPEC section 8)
+BANDWIDTH = 3.0e12  # bytes per second, HBM3
+#: (what, limit): milliseconds, or a ratio for 'scaling'
+TARGETS = {
+    'fwd fp32 L=49152': 0.9,
+    'fwd bf16 L=49152': 0.7,
+    'fwd+bwd bf16 L=49152': 4.5,
+    'scaling fwd fp32 L=196608/49152': 4.3,
+    'scaling fwd bf16 L=196608/49152': 4.3,
+    'scaling fwd+bwd bf16 L=196608/49152': 4.3,
+}
+#: SPEC section 8, mamba-ssm selective_scan_fn on the same H100 (ms)
+MAMBA_REFERENCE = {'fwd fp32 L=49152': 2.65, 'fwd bf16 L=49152': 1.88, 'fwd+bwd bf16 L=49152': 8.1,
+                   'fwd bf16 L=196608': 7.75}
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--out', default='work_dirs/benchmark_scan.json', help='JSON output')
+    p.add_argument('--repeats', type=int, default=30, help='timed calls per triton / mamba-ssm case')
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--no-sweep', action='store_true', help='skip the forward configuration sweep')
+    p.add_argument('--no-check', action='store_true', help='skip the correctness checks')
+    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--smoke', action='store_true',
+                   help='CPU dry run of this script through the Triton interpreter at tiny sizes (tests the script)')
+    return p.parse_args()
+
+
+def make_inputs(batch: int, length: int, dtype: torch.dtype, device=None, seed: int = 0, channels=None):
+    """Cycle-scan-like inputs: A = -(1..N) per channel (the init, jittered), dt ~ logU[1e-3, 1e-1]."""
+    device, channels = device or DEVICE, channels or CHANNELS
+    g = torch.Generator(device=device).manual_seed(seed)
+    u = torch.randn(batch, channels, length, device=device, generator=g)
+    delta = 0.5 * torch.randn(batch, channels, length, device=device, generator=g)
+    A = -torch.arange(1, D_STATE + 1, device=device, dtype=torch.float32).repeat(channels, 1)
+    A = A * torch.exp(0.3 * torch.randn(channels, D_STATE, device=device, generator=g))
+    B = torch.randn(batch, D_STATE, length, device=device, generator=g)
+    C = torch.randn(batch, D_STATE, length, device=device, generator=g)
+    D = torch.ones(channels, device=device)
+    dt = torch.exp(torch.rand(channels, device=device, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    delta_bias = dt + torch.log(-torch.expm1(-dt))  # inverse softplus
+    return [t.to(dtype) if t.dim() == 3 else t for t in (u, delta, A, B, C, D, delta_bias)]
+
+
+def triton_fn(**overrides) -> Callable:
+    from mmhrsam.models.necks.selective_scan.triton_scan import triton_selective_scan
+
+    def fn(*args):
+        return triton_selective_scan(*args, **overrides)
+
+    return fn
+
+
+def backends() -> Dict[str, Callable]:
+    out = {'triton': triton_fn(), 'chunked': chunked_selective_scan}
+    if mamba_ssm_unavailable(torch.zeros(1, device=DEVICE)) is None:
+        out['mamba_ssm'] = mamba_ssm_selective_scan
+    return out
+
+
+def sync():
+    if DEVICE == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_ms(fn: Callable, warmup: int, repeats: int) -> float:
+    """Median milliseconds of fn() between CUDA events, warm-up excluded."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    if DEVICE != 'cuda':
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def graph_ms(fn: Callable, repeats: int) -> Optional[float]:
+    """Median milliseconds of a CUDA-graph replay of fn() (None if capture fails)."""
+    if DEVICE != 'cuda':
+        return None
+    try:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        return time_ms(graph.replay, 3, repeats)
+    except Exception as e:  # noqa: BLE001
+        log(f'  (graph capture failed: {type(e).__name__}: {e})')
+        return None
+
+
+def call(fn, args, backward: bool, dy: Optional[torch.Tensor] = None) -> Callable:
+    if not backward:
+        def run():
+            with torch.no_grad():
+                fn(*args)
+        return run
+    leaves = [t.detach().clone().requires_grad_() for t in args]
+
+    def run_bwd():
+        for t in leaves:
+            t.grad = None
+        fn(*leaves).backward(dy)
+    return run_bwd
+
+
+def io_bytes(args, backward: bool) -> int:
+    """Bytes the call must read and write at least: inputs and output (forward); plus dy and the gradients."""
+    inputs = sum(t.numel() * t.element_size() for t in args)
+    y = args[0].numel() * args[0].element_size()
+    return inputs + y if not backward else 2 * inputs + 2 * y  # (fwd + bwd) read inputs twice, dy, grads
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
+
+
+def grads(fn, args, dy) -> List[torch.Tensor]:
+    leaves = [t.detach().clone().requires_grad_() for t in args]
+    y = fn(*leaves)
+    y.backward(dy.to(y.dtype))
+    return [y.detach()] + [t.grad for t in leaves]
+
+
+NAMES = ('y', 'du', 'ddelta', 'dA', 'dB', 'dC', 'dD', 'dbias')
+
+
+def check_correctness(results: dict) -> None:
+    tri = triton_fn()
+    length = LENGTHS[0]
+    for dtype in (torch.float32, torch.bfloat16):
+        tag = str(dtype).replace('torch.', '')
+        args = make_inputs(1, length, dtype, seed=1)
+        dy = torch.randn(args[0].shape, device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(2))
+        t0 = time.time()
+        ours = grads(tri, args, dy)
+        theirs = grads(chunked_selective_scan, args, dy)
+        errs = {n: rel_err(a, b) for n, a, b in zip(NAMES, ours, theirs)}
+        finite = all(torch.isfinite(t).all().item() for t in ours)
+        log(f'  triton vs chunked, {tag}, L={length}: ' + ' '.join(f'{k} {v:.1e}' for k, v in errs.items()) +
+            f' finite={finite} ({time.time() - t0:.0f}s)')
+        results['checks'][f'triton_vs_chunked_{tag}'] = dict(rel_err=errs, finite=finite)
+        del ours, theirs
+        torch.cuda.empty_cache()
+    # float64 reference on a channel slice (channels are independent): forward at full L, gradients at 4096
+    idx = torch.tensor([0, 97, 300, 511, 767], device=DEVICE) % CHANNELS
+    args = make_inputs(1, length, torch.float32, seed=3)
+    sl = [args[0][:, idx], args[1][:, idx], args[2][idx], args[3], args[4], args[5][idx], args[6][idx]]
+    t0 = time.time()
+    with torch.no_grad():
+        y_ref = reference_selective_scan(*[t.double() for t in sl])
+        y_tri = tri(*sl)
+    e = rel_err(y_tri, y_ref)
+    log(f'  triton vs float64 reference, fp32 forward, 5 channels, L={length}: {e:.1e} ({time.time() - t0:.0f}s)')
+    results['checks']['triton_vs_float64_fwd_fp32'] = e
+    short = [t[..., :GRAD_REF_LENGTH] if t.dim() == 3 else t for t in sl]
+    dy = torch.randn(short[0].shape, device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(4))
+    t0 = time.time()
+    ours = grads(tri, short, dy)
+    ref = grads(reference_selective_scan, [t.double() for t in short], dy.double())
+    errs = {n: rel_err(a, b) for n, a, b in zip(NAMES, ours, ref)}
+    log(f'  triton vs float64 reference, fp32 gradients, 5 channels, L={GRAD_REF_LENGTH}: ' +
+        ' '.join(f'{k} {v:.1e}' for k, v in errs.items()) + f' ({time.time() - t0:.0f}s)')
+    results['checks']['triton_vs_float64_grads_fp32'] = errs
+    ok = all(v < 1e-3 for v in errs.values()) and e < 1e-4 and all(
+        max(results['checks'][f'triton_vs_chunked_{tag}']['rel_err'].values()) < (1e-3 if tag == 'float32' else 5e-2)
+        for tag in ('float32', 'bfloat16'))
+    results['checks']['all_ok'] = ok
+    log(f'  correctness: {"PASS" if ok else "CHECK"}')
+
+
+def first_call_latency(results: dict) -> None:
+    """Seconds of the first forward and the first backward in this process (Triton JIT + cache lookup)."""
+    from mmhrsam.models.necks.selective_scan.triton_scan import triton_selective_scan
+    for dtype in (torch.bfloat16, torch.float32):
+        tag = str(dtype).replace('torch.', '')
+        args = [t.requires_grad_() for t in make_inputs(1, GRAD_REF_LENGTH, dtype, seed=5)]
+        sync()
+        t0 = time.time()
+        y = triton_selective_scan(*args)
+        sync()
+        t1 = time.time()
+        y.float().sum().backward()
+        sync()
+        t2 = time.time()
+        results['first_call_s'][tag] = dict(forward=t1 - t0, backward=t2 - t1)
+        log(f'  {tag}: first forward {t1 - t0:.1f} s, first backward {t2 - t1:.1f} s (JIT or disk cache)')
+
+
+def sweep(results: dict, args_bf16, warmup: int, repeats: int) -> None:
+    configs = [dict(chunk_size=c, num_warps=w, npoly=p) for c in (128, 256, 512) for w in (2, 4)
+               for p in ((0, 0), )] + [dict(chunk_size=256, num_warps=w, npoly=p) for w in (2, 4)
+                                      for p in ((4, 0), (4, 2), (8, 2))] + [dict(chunk_size=256, num_warps=1,
+                                                                                 npoly=(0, 0))]
+    if DEVICE != 'cuda':
+        configs = configs[:2]
+    for cfg in configs:
+        t0 = time.time()
+        try:
+            ms = time_ms(call(triton_fn(**cfg), args_bf16, False), warmup, repeats)
+        except Exception as e:  # noqa: BLE001
+            log(f'  {cfg}: failed {type(e).__name__}: {e}')
+            continue
+        results['sweep'].append(dict(cfg, npoly=list(cfg['npoly']), fwd_bf16_ms=ms))
+        log(f'  {cfg}: fwd bf16 {ms:.3f} ms ({time.time() - t0:.0f}s incl. compile)')
+    best = min(results['sweep'], key=lambda r: r['fwd_bf16_ms'], default=None)
+    if best:
+        log(f'  best: {best}')
+
+
+def main():
+    global CHANNELS, LENGTHS, GRAD_REF_LENGTH, DEVICE
+    args = parse_args()
+    if args.smoke:
+        CHANNELS, LENGTHS, GRAD_REF_LENGTH, DEVICE = 8, (48, 192), 24, 'cpu'
+        args.repeats, args.warmup = 1, 0
+    else:
+        assert torch.cuda.is_available(), 'needs a CUDA device (or --smoke)'
+    import triton
+
+    class _Cpu:
+        name, multi_processor_count = 'cpu (Triton interpreter)', 4
+    dev = torch.cuda.get_device_properties(0) if DEVICE == 'cuda' else _Cpu
+    results = dict(device=dev.name, sms=dev.multi_processor_count, torch=torch.__version__, triton=triton.__version__,
+                   batch=args.batch, channels=CHANNELS, d_state=D_STATE, checks={}, first_call_s={}, sweep=[],
+                   timings=[], targets={}, mamba_reference_ms=MAMBA_REFERENCE, lengths=list(LENGTHS),
+                   smoke=args.smoke)
+    from mmhrsam.models.necks.selective_scan.triton_scan import default_config
+    log(f'{dev.name} ({dev.multi_processor_count} SMs), torch {torch.__version__}, triton {triton.__version__}')
+    t_start = time.time()
+
+    log('== first-call latency')
+    first_call_latency(results)
+    if not args.no_check:
+        log(f'== correctness (full size: B=1, D={CHANNELS}, N={D_STATE}, L={LENGTHS[0]})')
+        check_correctness(results)
+    torch.cuda.empty_cache()
+    if not args.no_sweep:
+        log('== forward configuration sweep (bf16, L=49152)')
+        sweep(results, make_inputs(args.batch, LENGTHS[0], torch.bfloat16), args.warmup, args.repeats)
+
+    log('== timings')
+    fns = backends()
+    for length in LENGTHS:
+        for dtype in (torch.float32, torch.bfloat16):
+            tag = str(dtype).replace('torch.', '').replace('float32', 'fp32').replace('bfloat16', 'bf16')
+            inputs = make_inputs(args.batch, length, dtype, seed=7)
+            cfg = default_config(inputs[0], D_STATE)
+            dy = torch.randn(inputs[0].shape, device=DEVICE, dtype=dtype)
+            updates = args.batch * CHANNELS * D_STATE * length
+            for name, fn in fns.items():
+                for backward in (False, True):
+                    if name == 'chunked' and (backward and (length > LENGTHS[0] or dtype != torch.float32)):
+                        continue  # minutes per call; one fp32 point is enough for the comparison
+                    what = f'{"fwd+bwd" if backward else "fwd"} {tag} L={length}'
+                    slow = name == 'chunked'
+                    t0 = time.time()
+                    try:
+                        run = call(fn, inputs, backward, dy)
+                        if slow:  # one call first; when it takes seconds, report that single call
+                            ms = time_ms(run, 0, 1)
+                            if ms < 2000:
+                                ms = time_ms(run, 0, 3)
+                        else:
+                            ms = time_ms(run, args.warmup, args.repeats)
+                    except Exception as e:  # noqa: BLE001
+                        log(f'  {name:9s} {what}: failed {type(e).__name__}: {e}')
+                        continue
+                    row = dict(backend=name, what=what, ms=ms, length=length, dtype=tag, backward=backward,
+                               GBps=io_bytes(inputs, backward) / ms / 1e6, Gupdates_per_s=updates / ms / 1e6)
+                    passes = (5 if backward else 2) if name == 'triton' else 1
+                    row['exp_floor_ms'] = updates / EXP_RATE * 1e3  # one exp per update, one pass
+                    row['design_floor_ms'] = passes * row['exp_floor_ms']
+                    if name == 'triton' and not backward:
+                        row['graph_ms'] = graph_ms(run, args.repeats)
+                        row['config'] = cfg._asdict()
+                    results['timings'].append(row)
+                    graph = f' graph {row["graph_ms"]:.3f}' if row.get('graph_ms') else ''
+                    log(f'  {name:9s} {what:22s} {ms:9.3f} ms{graph}  {row["GBps"]:7.0f} GB/s  '
+                        f'{row["Gupdates_per_s"]:7.0f} G upd/s  (exp floor {row["exp_floor_ms"]:.3f} ms, '
+                        f'{time.time() - t0:.0f}s)')
+            del inputs, dy
+            torch.cuda.empty_cache()
+
+    def ms_of(what, backend='triton'):
+        return next((r['ms'] for r in results['timings'] if r['backend'] == backend and r['what'] == what), None)
+
+    log('== targets')
+    small, large = LENGTHS
+    for key, limit in TARGETS.items():
+        key_here = key.replace('49152', str(small)).replace('196608', str(large))
+        if key.startswith('scaling'):
+            what = key.split(' ', 1)[1].rsplit(' ', 1)[0]
+            a, b = ms_of(f'{what} L={large}'), ms_of(f'{what} L={small}')
+            value = None if a is None or b is None else a / b
+        else:
+            value = ms_of(key_here)
+        ok = value is not None and value <= limit
+        results['targets'][key] = dict(value=value, limit=limit, ok=ok)
+        shown = 'n/a' if value is None else f'{value:.3f}'
+        log(f'  {"PASS" if ok else "MISS"}  {key:38s} {shown:>8s}  (<= {limit})')
+
+    log('== table (ms; eager CUDA-event median; "graph" = CUDA-graph replay of the triton forward)')
+    whats = sorted({r['what'] for r in results['timings']}, key=lambda w: (int(w.rsplit('=', 1)[1]), w))
+    names = list(fns)
+    log('| case | ' + ' | '.join(names) + ' | triton graph | SPEC mamba-ssm | triton G upd/s | exp floor |')
+    log('|---|' + '---:|' * (len(names) + 4))
+    for what in whats:
+        cells = [ms_of(what, n) for n in names]
+        tri_row = next((r for r in results['timings'] if r['backend'] == 'triton' and r['what'] == what), {})
+        log(f'| {what} | ' + ' | '.join('–' if c is None else f'{c:.3f}' for c in cells) +
+            f' | {tri_row.get("graph_ms") and round(tri_row["graph_ms"], 3) or "–"}'
+            f' | {MAMBA_REFERENCE.get(what, "–")} | {tri_row.get("Gupdates_per_s", 0):.0f}'
+            f' | {tri_row.get("exp_floor_ms", 0):.3f} |')
+    results['wall_s'] = time.time() - t_start
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(results, f, indent=1)
+    log(f'wrote {args.out} ({results["wall_s"]:.0f} s)')
+
+
+if __name__ == '__main__':
+    main()
