@@ -178,6 +178,7 @@ def print_table(rows: List[Dict]) -> None:
 def targets(rows: List[Dict]) -> List[str]:
     """Issue targets at 128² tokens on CUDA: Flash <= 0.8 Plain, <= 1.25 dense bound, KVPad <= 1.3 bound."""
     out = []
+    rows = [r for r in rows if r['device'].startswith('cuda')]  # the targets are GPU targets
     for mode in ('eager', 'graph'):
         sel = {(r['variant'], r['backend']): r for r in rows
                if r['tokens'] == '128x128' and r['mode'] == mode}
