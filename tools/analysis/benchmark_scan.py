@@ -73,6 +73,10 @@ def parse_args():
     p.add_argument('--no-sweep', action='store_true', help='skip the forward configuration sweep')
     p.add_argument('--no-check', action='store_true', help='skip the correctness checks')
     p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--backends', nargs='+', default=None,
+                   help='time only these backends (default: triton, chunked and mamba_ssm when it imports)')
+    p.add_argument('--profile', action='store_true',
+                   help='per-kernel device times of the triton forward and backward (torch.profiler)')
     p.add_argument('--smoke', action='store_true',
                    help='CPU dry run of this script through the Triton interpreter at tiny sizes (tests the script)')
     return p.parse_args()
@@ -103,11 +107,35 @@ def triton_fn(**overrides) -> Callable:
     return fn
 
 
-def backends() -> Dict[str, Callable]:
+def backends(only=None) -> Dict[str, Callable]:
     out = {'triton': triton_fn(), 'chunked': chunked_selective_scan}
     if mamba_ssm_unavailable(torch.zeros(1, device=DEVICE)) is None:
         out['mamba_ssm'] = mamba_ssm_selective_scan
-    return out
+    return {k: v for k, v in out.items() if only is None or k in only}
+
+
+def profile_kernels(results: dict, batch: int) -> None:
+    """Device time per Triton kernel (where the forward and backward spend their time)."""
+    from torch.profiler import ProfilerActivity, profile
+    for dtype in (torch.bfloat16, torch.float32):
+        inputs = make_inputs(batch, LENGTHS[0], dtype, seed=3)
+        dy = torch.randn(inputs[0].shape, device=DEVICE, dtype=dtype)
+        run = call(triton_fn(), inputs, True, dy)
+        run()
+        sync()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                run()
+            sync()
+        rows = {}
+        for evt in prof.key_averages():
+            if evt.device_type.name == 'CUDA' or getattr(evt, 'device_time_total', 0):
+                rows[evt.key] = getattr(evt, 'device_time_total', 0) / 5 / 1e3
+        tag = str(dtype).replace('torch.', '')
+        results.setdefault('profile', {})[tag] = rows
+        log(f'  {tag} fwd+bwd L={LENGTHS[0]}, ms per call by kernel:')
+        for key, ms in sorted(rows.items(), key=lambda kv: -kv[1])[:12]:
+            log(f'    {ms:8.3f}  {key[:90]}')
 
 
 def sync():
@@ -307,8 +335,11 @@ def main():
         log('== forward configuration sweep (bf16, L=49152)')
         sweep(results, make_inputs(args.batch, LENGTHS[0], torch.bfloat16), args.warmup, args.repeats)
 
+    if args.profile:
+        log('== per-kernel profile')
+        profile_kernels(results, args.batch)
     log('== timings')
-    fns = backends()
+    fns = backends(args.backends)
     for length in LENGTHS:
         for dtype in (torch.float32, torch.bfloat16):
             tag = str(dtype).replace('torch.', '').replace('float32', 'fp32').replace('bfloat16', 'bf16')
