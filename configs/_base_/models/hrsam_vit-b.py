@@ -13,7 +13,11 @@ model = dict(
         attn_cfg=dict(type='KVPadSwinAttention', backend='auto'),
         cycle_scan_cfg=dict(type='CycleScan', d_state=32, scan_backend='auto'),
         drop_path_rate=0.0),
-    head=dict(type='SAMHead'))
+    head=dict(type='SAMHead'),
+    # SPEC §5: RGB statistics, zero padding after normalization to the 1024² training square.
+    # The released weights were trained on BGR input: bgr_input=True when fine-tuning them.
+    data_preprocessor=dict(type='InteractiveDataPreprocessor', mean=(123.675, 116.28, 103.53),
+                           std=(58.395, 57.12, 57.375), bgr_input=False, pad_size=1024))
 # Inference (mmhrsam.apis.HRSAMPredictor.from_config). The released weights were trained
 # on BGR-ordered input with RGB statistics: set bgr_input=True when loading them.
 predictor = dict(target_size=2048, bgr_input=False)

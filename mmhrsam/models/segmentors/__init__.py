@@ -1,3 +1,5 @@
+from .click_segmentor import ClickSegmentor
+from .distiller import SAMDistiller
 from .interactive_sam import InteractiveSAM
 
-__all__ = ['InteractiveSAM']
+__all__ = ['InteractiveSAM', 'ClickSegmentor', 'SAMDistiller']

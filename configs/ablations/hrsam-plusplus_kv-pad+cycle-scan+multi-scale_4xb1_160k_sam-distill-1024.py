@@ -1,0 +1,7 @@
+# Table 3, row 5: + multi-scale anchor map (= HRSAM++); distillation protocol.
+_base_ = ['../hrsam/hrsam_kv-pad_4xb1_160k_sam-distill-1024.py']
+model = dict(
+    backbone=dict(
+        type='HRSAMPlusPlus',
+        anchor_size=512,
+        ms_cycle_scan_cfg=dict(type='MultiScaleCycleScan', d_state=32, scan_backend='auto')))

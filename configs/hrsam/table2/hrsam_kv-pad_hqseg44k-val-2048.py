@@ -1,0 +1,5 @@
+# Table 2: trained weights evaluated on HQSeg-44K val at a 2048² input; summary.json also
+# reports NoC@90/95 per original-size bin as the table does.
+_base_ = ['../../_base_/models/hrsam_vit-b.py', '../../_base_/datasets/hqseg44k_val.py', '../../_base_/default_runtime.py']
+test_cfg = dict(type='ClickTestLoop', target_size=2048, max_clicks=20)
+test_evaluator = dict(size_bins=(1024, 2048, 3072, 4096))

@@ -1,0 +1,60 @@
+"""Hooks for training runs."""
+from __future__ import annotations
+
+import json
+import os.path as osp
+from typing import List, Optional
+
+import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmhrsam.registry import HOOKS
+
+
+@HOOKS.register_module()
+class ParamSyncCheckHook(Hook):
+    """Checks every ``interval`` iterations that all processes hold the same weights.
+
+    DDP keeps replicas equal only if every rank applies the same update; a rank-dependent
+    code path (a parameter without gradient on one rank, a frozen module in train mode, a
+    non-deterministic optimizer) makes them drift silently. The hook gathers a float64 sum
+    and sum of squares of every parameter from all ranks and raises when they differ; with
+    ``record=True`` each rank also appends ``(iteration, checksums)`` to
+    ``<work_dir>/param_checksums_rank<r>.json``.
+
+    Args:
+        interval (int): check every this many iterations.
+        record (bool): write the per-rank checksum files.
+        atol (float): tolerance on the checksums (0: exact).
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 100, record: bool = False, atol: float = 0.0):
+        self.interval, self.record, self.atol = int(interval), bool(record), float(atol)
+        self.history: List[list] = []
+
+    @staticmethod
+    def checksum(model: torch.nn.Module) -> List[float]:
+        module = model.module if is_model_wrapper(model) else model
+        with torch.no_grad():
+            values = [p.detach().double() for p in module.parameters()]
+            return [float(sum(v.sum() for v in values)), float(sum((v * v).sum() for v in values))]
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
+        if not self.every_n_train_iters(runner, self.interval):
+            return
+        mine = self.checksum(runner.model)
+        if self.record:
+            self.history.append([runner.iter + 1, mine])
+            path = osp.join(runner.work_dir, f'param_checksums_rank{get_rank()}.json')
+            with open(path, 'w') as f:
+                json.dump(self.history, f)
+        if get_world_size() > 1:
+            everyone = all_gather_object(mine)
+            worst = max(abs(a - b) for other in everyone for a, b in zip(other, mine))
+            if worst > self.atol:
+                raise RuntimeError(f'replicas diverged at iteration {runner.iter + 1}: parameter checksums '
+                                   f'per rank {everyone}')

@@ -1,0 +1,4 @@
+"""Training losses."""
+from .normalized_focal_loss import NormalizedFocalLoss
+
+__all__ = ['NormalizedFocalLoss']

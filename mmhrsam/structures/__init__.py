@@ -1,0 +1,3 @@
+from .interactive_data_sample import InteractiveDataSample
+
+__all__ = ['InteractiveDataSample']
