@@ -17,3 +17,7 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0)
+# SAM's prompt encoder holds embeddings that a step may not use (box corners always, the
+# no-mask embedding once every sample has previous logits): DDP must not wait for their
+# gradients, or it skips the all-reduce of their buckets and the replicas drift apart.
+find_unused_parameters = True

@@ -245,15 +245,20 @@ def _paste(labels: np.ndarray, canvas: np.ndarray, x0: int, y0: int, k: int) -> 
 
 
 def draw_layout(rng: np.random.Generator, height: int, width: int, max_objects: int,
-                min_object_pixels: int) -> SyntheticScene:
-    """Draw the objects' geometry into a label map (no image)."""
+                min_object_pixels: int, shapes: Sequence[str] = SHAPE_NAMES,
+                object_scale: Tuple[float, float] = (0.05, 0.22)) -> SyntheticScene:
+    """Draw the objects' geometry into a label map (no image).
+
+    ``shapes`` restricts the kinds drawn (names of :data:`SHAPES`); ``object_scale`` is the
+    range of an object's radius as a fraction of the scene's shorter side.
+    """
     labels = np.zeros((height, width), np.uint8)  # (H, W)
     scale = min(height, width)
     boxes: Dict[int, Box] = {}
     for k in range(1, int(rng.integers(1, max_objects + 1)) + 1):
-        shape = SHAPES[SHAPE_NAMES[int(rng.integers(len(SHAPE_NAMES)))]]
+        shape = SHAPES[shapes[int(rng.integers(len(shapes)))]]
         centre = np.array([rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height])
-        canvas, x0, y0 = shape(rng, centre, scale * rng.uniform(0.05, 0.22), scale)
+        canvas, x0, y0 = shape(rng, centre, scale * rng.uniform(*object_scale), scale)
         box = _paste(labels, canvas, x0, y0, k)
         if box is not None:
             boxes[k] = box
@@ -368,7 +373,8 @@ def scene_size(rng: np.random.Generator,
 
 def generate_scene(seed: int, index: int, image_size: Union[int, Tuple[int, int]],
                    max_objects: int = 8, min_object_pixels: int = 64,
-                   render: bool = True) -> SyntheticScene:
+                   render: bool = True, shapes: Sequence[str] = SHAPE_NAMES,
+                   object_scale: Tuple[float, float] = (0.05, 0.22)) -> SyntheticScene:
     """Scene ``index`` of ``seed``: geometry, and the image unless ``render=False``.
 
     Args:
@@ -378,13 +384,15 @@ def generate_scene(seed: int, index: int, image_size: Union[int, Tuple[int, int]
         max_objects (int): objects drawn, uniformly 1..max_objects (before dropping).
         min_object_pixels (int): objects with fewer visible pixels are dropped.
         render (bool): also render the image.
+        shapes (Sequence[str]): kinds of objects drawn (keys of :data:`SHAPES`).
+        object_scale (tuple[float, float]): object radius range, fraction of the shorter side.
 
     Returns:
         SyntheticScene: labels, kept ids, boxes and (with ``render``) the image.
     """
     geometry, texture = _rngs(seed, index)
     height, width = scene_size(geometry, image_size)
-    scene = draw_layout(geometry, height, width, max_objects, min_object_pixels)
+    scene = draw_layout(geometry, height, width, max_objects, min_object_pixels, shapes, object_scale)
     if render:
         scene.image = render_scene(texture, scene)
     return scene
@@ -407,7 +415,11 @@ class SyntheticHighResDataset(BaseInteractiveDataset):
         max_objects (int): objects per scene are uniform in 1..max_objects (at most 254).
         min_object_pixels (int): objects with fewer visible pixels (after occlusion) are
             dropped.
-        seed (int): non-negative seed; scene i depends only on (seed, i).
+        seed (int): non-negative seed; scene i depends only on (seed, i) (and the options).
+        shapes (Sequence[str], optional): kinds of objects drawn, a subset of
+            ``wavy, star, ring, frame, perforated, wire, tree, net`` (all by default).
+        object_scale (tuple[float, float]): object radius range as a fraction of the scene's
+            shorter side.
         **kwargs: :class:`BaseInteractiveDataset` arguments (``pipeline``, ``test_mode``, ...).
     """
 
@@ -417,7 +429,16 @@ class SyntheticHighResDataset(BaseInteractiveDataset):
                  max_objects: int = 8,
                  min_object_pixels: int = 64,
                  seed: int = 0,
+                 shapes: Optional[Sequence[str]] = None,
+                 object_scale: Tuple[float, float] = (0.05, 0.22),
                  **kwargs):
+        shapes = tuple(shapes) if shapes is not None else SHAPE_NAMES
+        unknown = sorted(set(shapes) - set(SHAPE_NAMES))
+        if unknown or not shapes:
+            raise ValueError(f'shapes must be a non-empty subset of {SHAPE_NAMES}, got {shapes}')
+        if not 0 < object_scale[0] <= object_scale[1]:
+            raise ValueError(f'object_scale must be (low, high) with 0 < low <= high, got {object_scale}')
+        self.shapes, self.object_scale = shapes, (float(object_scale[0]), float(object_scale[1]))
         if not isinstance(image_size, int):
             image_size = tuple(int(v) for v in image_size)
             if len(image_size) != 2 or not 0 < image_size[0] <= image_size[1]:
@@ -450,7 +471,7 @@ class SyntheticHighResDataset(BaseInteractiveDataset):
 
     def _generate(self, scene_index: int, render: bool = True) -> SyntheticScene:
         return generate_scene(self.seed, scene_index, self.image_size, self.max_objects,
-                              self.min_object_pixels, render)
+                              self.min_object_pixels, render, self.shapes, self.object_scale)
 
     def scene(self, index: int) -> SyntheticScene:
         """The rendered scene of item ``index`` (cached: the last one)."""

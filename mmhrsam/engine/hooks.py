@@ -56,5 +56,11 @@ class ParamSyncCheckHook(Hook):
             everyone = all_gather_object(mine)
             worst = max(abs(a - b) for other in everyone for a, b in zip(other, mine))
             if worst > self.atol:
-                raise RuntimeError(f'replicas diverged at iteration {runner.iter + 1}: parameter checksums '
-                                   f'per rank {everyone}')
+                module = runner.model.module if is_model_wrapper(runner.model) else runner.model
+                sums = {n: float(p.detach().double().sum()) for n, p in module.named_parameters()}
+                all_sums = all_gather_object(sums)
+                differing = [n for n in sums if any(abs(o[n] - sums[n]) > self.atol for o in all_sums)]
+                raise RuntimeError(f'replicas of {type(runner.model).__name__} diverged at iteration '
+                                   f'{runner.iter + 1}: parameter checksums '
+                                   f'per rank {everyone}; differing parameters ({len(differing)}): '
+                                   f'{differing[:10]}')

@@ -2,10 +2,11 @@
 from .clicker import next_click, sample_click, squared_distance_transform_np
 from .clicker_torch import next_click_torch, sample_click_torch
 from .distance import squared_distance_transform
+from .click_test_loop import ClickProtocol, ClickTestLoop
 from .metrics import ClickMetric, noc_metrics, noc_per_instance, plot_clicks, plot_miou_curve
 
 __all__ = [
     'next_click', 'sample_click', 'squared_distance_transform_np', 'next_click_torch',
     'sample_click_torch', 'squared_distance_transform', 'ClickMetric', 'noc_metrics',
-    'noc_per_instance', 'plot_clicks', 'plot_miou_curve'
+    'noc_per_instance', 'plot_clicks', 'plot_miou_curve', 'ClickProtocol', 'ClickTestLoop'
 ]

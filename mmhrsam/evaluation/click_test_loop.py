@@ -50,7 +50,9 @@ class ClickProtocol:
         max_clicks (int): clicks per instance.
         clicker (str): ``'cpu'`` (NumPy/SciPy), ``'device'`` (torch on the model's device)
             or ``'auto'`` (device when it is a GPU).
-        precision (str): ``'fp32'`` or ``'bf16'`` (autocast of encoder and decoder).
+        precision (str): ``'fp32'`` or ``'bf16'``: autocast of the encoder. The decoder
+            always runs in fp32 on the fp32 embedding: it is launch-bound and bf16 autocast
+            only adds casts (SPEC §8).
     """
 
     def __init__(self, model, target_size: int = 1024, max_clicks: int = 20, clicker: str = 'auto',
@@ -104,7 +106,7 @@ class ClickProtocol:
                                          pre['std'], pre['bgr_input'], self.device)
         t0 = self._sync()
         with self._autocast():
-            embeddings = self.model.extract_feat(x)
+            embeddings = self.model.extract_feat(x).float()
         encoder_time = self._sync() - t0
         pred = torch.zeros_like(gt)
         clicked = torch.zeros_like(gt)
@@ -127,8 +129,7 @@ class ClickProtocol:
             pts = torch.tensor([points], dtype=torch.float32, device=self.device)
             lbl = torch.tensor([labels], dtype=torch.long, device=self.device)
             t0 = self._sync()
-            with self._autocast():
-                low, _ = self.model.decode(embeddings, pts, lbl, prev)
+            low, _ = self.model.decode(embeddings, pts, lbl, prev)
             logits = postprocess_logits(low, input_size, self.target_size, original)
             pred = logits[0, 0] > 0
             times.append(self._sync() - t0)
@@ -150,7 +151,8 @@ class ClickTestLoop(TestLoop):
     after the other. The first batch is run ``warmup`` extra times without recording, so
     20-SPC excludes compilation and allocator warm-up. Metrics whose ``output_dir`` is None
     get the run's log directory, so the JSON summary, CSV and plot land next to the logs;
-    the first ``num_vis`` instances of each rank are drawn (clicks and final mask) into
+    the metrics' ``max_clicks`` is set to the loop's; the first ``num_vis`` instances of each
+    rank are drawn (clicks and final mask) into
     ``<log_dir>/vis/``. Works under DDP: every rank clicks its share and the metric merges.
 
     Args:
@@ -182,6 +184,8 @@ class ClickTestLoop(TestLoop):
         for metric in self.evaluator.metrics:
             if hasattr(metric, 'output_dir') and metric.output_dir is None:
                 metric.output_dir = self.runner.log_dir
+            if hasattr(metric, 'max_clicks'):  # NoC / SPC count the clicks this loop makes
+                metric.max_clicks = self.max_clicks
         protocol = ClickProtocol(model, self.target_size, self.max_clicks, self.clicker, self.precision)
         for idx, data_batch in enumerate(self.dataloader):
             if idx == 0:

@@ -142,7 +142,3 @@ def sample_click(pred: np.ndarray, gt: np.ndarray, clicked: Optional[np.ndarray]
     y, x = divmod(int(candidates[rng.integers(candidates.size)]), d2.shape[1])
     return y, x, positive
 
-
-# The batched torch twins, re-exported so ``from mmhrsam.evaluation.clicker import
-# next_click_torch`` works too (the canonical home is ``mmhrsam.evaluation``).
-from .clicker_torch import next_click_torch, sample_click_torch  # noqa: E402,F401

@@ -139,14 +139,22 @@ class ClickMetric(BaseMetric):
             and ``miou_vs_clicks.png``. Defaults to None (no files).
         prefix (str): metric-name prefix. Defaults to 'click'.
         collect_device (str): 'cpu' or 'gpu', for gathering results. Defaults to 'cpu'.
+        size_bins (Sequence[int], optional): upper edges of bins of the original image's long
+            side, e.g. (1024, 2048, 3072, 4096) for the bins (0, 1024], (1024, 2048], ... of
+            the paper's Table 2; the metrics of each non-empty bin go to the log and to
+            ``by_size`` in ``summary.json`` (instances need metainfo ``ori_shape``).
     """
 
     default_prefix = 'click'
 
     def __init__(self, thresholds: Sequence[float] = (0.85, 0.9, 0.95), max_clicks: int = 20,
                  miou_at: Sequence[int] = (1, 5, 10, 20), output_dir: Optional[str] = None,
-                 prefix: str = 'click', collect_device: str = 'cpu') -> None:
+                 prefix: str = 'click', collect_device: str = 'cpu',
+                 size_bins: Optional[Sequence[int]] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        self.size_bins = tuple(int(v) for v in size_bins) if size_bins else ()
+        if list(self.size_bins) != sorted(set(self.size_bins)):
+            raise ValueError(f'size_bins must be increasing, got {size_bins}')
         self.thresholds = tuple(float(t) for t in thresholds)
         self.max_clicks = int(max_clicks)
         self.miou_at = tuple(int(k) for k in miou_at)
@@ -164,7 +172,9 @@ class ClickMetric(BaseMetric):
             if ious is None:
                 raise KeyError('ClickMetric needs an `ious` field in every data sample')
             encoder_time = _get(sample, 'encoder_time')
+            ori_shape = _get(sample, 'ori_shape')
             self.results.append(dict(
+                long_side=None if ori_shape is None else int(max(ori_shape)),
                 img_id=str(_get(sample, 'img_id', '')),
                 instance_id=str(_get(sample, 'instance_id', '')),
                 ious=ious.reshape(-1),
@@ -204,21 +214,41 @@ class ClickMetric(BaseMetric):
         if spc is not None:
             full[f'{self.max_clicks}-SPC'] = spc
         full['num_instances'] = len(results)
+        by_size = self._by_size(results, ious)
         if self.output_dir is not None and is_main_process():
-            self._write_files(results, ious, full)
+            self._write_files(results, ious, full, by_size)
         summary = {k: v for k, v in full.items()
                    if not k.startswith('mIoU@') or int(k[5:]) in self.miou_at}
         print_log('click metrics: ' + ', '.join(f'{k} {v:.4g}' for k, v in summary.items()),
                   logger='current')
         return summary
 
-    def _write_files(self, results: List[dict], ious: np.ndarray, metrics: Dict[str, float]) -> None:
+    def _by_size(self, results: List[dict], ious: np.ndarray) -> Dict[str, dict]:
+        """NoC / NoF / mIoU per bin of the original long side (Table 2), logged."""
+        if not self.size_bins:
+            return {}
+        if any(r.get('long_side') is None for r in results):
+            raise KeyError('size_bins needs metainfo ori_shape in every data sample')
+        sides = np.array([r['long_side'] for r in results])
+        out = {}
+        for low, high in zip((0, ) + self.size_bins[:-1], self.size_bins):
+            chosen = (sides > low) & (sides <= high)
+            if chosen.any():
+                metrics = noc_metrics(ious[chosen], self.thresholds, self.max_clicks)
+                out[f'({low}, {high}]'] = dict(metrics, num_instances=int(chosen.sum()))
+                print_log(f'click metrics, long side in ({low}, {high}] ({int(chosen.sum())} instances): '
+                          + ', '.join(f'{k} {v:.4g}' for k, v in metrics.items() if k.startswith(('NoC', 'NoF'))),
+                          logger='current')
+        return out
+
+    def _write_files(self, results: List[dict], ious: np.ndarray, metrics: Dict[str, float],
+                     by_size: Dict[str, dict]) -> None:
         """``summary.json``, ``per_instance.csv`` and ``miou_vs_clicks.png`` in ``output_dir``."""
         os.makedirs(self.output_dir, exist_ok=True)
         curve = [float(v) for v in ious.mean(axis=0)]
         with open(osp.join(self.output_dir, 'summary.json'), 'w') as f:
             json.dump(dict(metrics=metrics, miou_curve=curve, thresholds=list(self.thresholds),
-                           max_clicks=self.max_clicks), f, indent=2)
+                           max_clicks=self.max_clicks, by_size=by_size), f, indent=2)
         nocs = [noc_per_instance(ious, t, self.max_clicks) for t in self.thresholds]
         with open(osp.join(self.output_dir, 'per_instance.csv'), 'w', newline='') as f:
             writer = csv.writer(f)

@@ -22,7 +22,14 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(path: str, work_dir: Optional[str], options: dict, launcher: str) -> Config:
-    """Read a config, apply overrides, fill ``work_dir``/``launcher`` and the CPU launch settings."""
+    """Read a config, apply overrides, fill ``work_dir``/``launcher`` and the CPU launch settings.
+
+    Also lets ``torch.load`` unpickle MMEngine training checkpoints: since torch 2.6 it
+    defaults to ``weights_only=True``, which rejects the message-hub history (numpy arrays,
+    ``HistoryBuffer``) that MMEngine 0.10 stores and reads back with a plain ``torch.load``
+    on resume / ``load_from``. Only pass checkpoints you trust to these tools.
+    """
+    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
     cfg = Config.fromfile(path)
@@ -54,4 +61,6 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.env_cfg = env_cfg
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
     wrapper['device_ids'] = None
+    # MMEngine reads this top-level key only when it builds the wrapper itself
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper

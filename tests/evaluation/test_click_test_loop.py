@@ -97,3 +97,18 @@ def test_bad_options():
         ClickProtocol(ConstantModel(), clicker='gpu0')
     with pytest.raises(ValueError, match='multiple of 16'):
         ClickProtocol(ConstantModel(), target_size=1000)
+
+
+def test_metric_size_bins_split_instances_by_original_long_side(tmp_path):
+    import json
+
+    from mmhrsam.evaluation import ClickMetric
+    metric = ClickMetric(max_clicks=3, size_bins=(100, 200), output_dir=str(tmp_path))
+    samples = [dict(ious=[0.5, 0.86, 0.9], ori_shape=(50, 100), img_id='a'),   # bin (0, 100]: NoC@85 = 2
+               dict(ious=[0.9, 0.95, 0.95], ori_shape=(150, 120), img_id='b'),  # bin (100, 200]: NoC@85 = 1
+               dict(ious=[0.1, 0.2, 0.3], ori_shape=(200, 20), img_id='c')]     # bin (100, 200]: never, 3
+    metric.process({}, samples)
+    metric.compute_metrics(metric.results)
+    by_size = json.loads((tmp_path / 'summary.json').read_text())['by_size']
+    assert by_size['(0, 100]']['NoC@85'] == 2 and by_size['(0, 100]']['num_instances'] == 1
+    assert by_size['(100, 200]']['NoC@85'] == 2.0 and by_size['(100, 200]']['NoF@95'] == 1

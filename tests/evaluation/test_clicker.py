@@ -127,6 +127,6 @@ def test_torch_bool_like_inputs_and_shape_errors():
 
 
 def test_import_paths():
-    """The test loop imports both clickers from ``mmhrsam.evaluation.clicker``."""
-    from mmhrsam.evaluation import clicker
-    assert clicker.next_click_torch is next_click_torch and clicker.next_click is next_click
+    """The public names live in ``mmhrsam.evaluation``."""
+    import mmhrsam.evaluation as evaluation
+    assert evaluation.next_click_torch is next_click_torch and evaluation.next_click is next_click

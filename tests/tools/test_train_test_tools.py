@@ -13,7 +13,7 @@ import pytest
 import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_600it_synthetic-256.py')
+CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_1300it_synthetic-256.py')
 SMALL = [
     'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
     'train_dataloader.dataset.image_size=[96,128]', 'train_dataloader.dataset.num_images=64',
@@ -78,9 +78,11 @@ def test_evaluation_writes_metrics_files_and_drawings(trained, tmp_path):
 
 
 def test_two_process_training_keeps_replicas_in_sync(tmp_path):
-    run_tool(['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(tmp_path), '--cfg-options',
-              'train_cfg.max_iters=3', "custom_hooks=[dict(type='ParamSyncCheckHook',interval=1,record=True)]",
-              *SMALL])
+    config = tmp_path / 'with_sync_check.py'
+    config.write_text(f"_base_ = [{CONFIG!r}]\n"
+                      "custom_hooks = [dict(type='ParamSyncCheckHook', interval=1, record=True)]\n")
+    run_tool(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(tmp_path), '--cfg-options',
+              'train_cfg.max_iters=3', *SMALL])
     ranks = [json.loads((tmp_path / f'param_checksums_rank{r}.json').read_text()) for r in (0, 1)]
     assert [it for it, _ in ranks[0]] == [1, 2, 3]
     assert ranks[0] == ranks[1]  # identical weights on both processes after every iteration
@@ -98,6 +100,7 @@ def test_two_process_evaluation_equals_one_process(trained, tmp_path):
     def summary(d):
         (run_dir, ) = [p for p in d.iterdir() if p.is_dir()]
         data = json.loads((run_dir / 'summary.json').read_text())
-        return {k: v for k, v in data.items() if 'SPC' not in k and 'time' not in k.lower()}
+        data['metrics'] = {k: v for k, v in data['metrics'].items() if 'SPC' not in k}  # timings differ
+        return data
 
     assert summary(tmp_path / 'one') == summary(tmp_path / 'two')

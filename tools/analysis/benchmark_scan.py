@@ -75,6 +75,11 @@ def parse_args():
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--backends', nargs='+', default=None,
                    help='time only these backends (default: triton, chunked and mamba_ssm when it imports)')
+    p.add_argument('--sweep-json', default=None,
+                   help='replace the sweep by these configurations: a JSON list of dicts of triton_selective_scan '
+                   'overrides (chunk_size, num_warps, npoly, block_d) with an optional "env" dict of MMHRSAM_SCAN_* '
+                   'variables')
+    p.add_argument('--sweep-bwd', action='store_true', help='the sweep also times forward + backward')
     p.add_argument('--profile', action='store_true',
                    help='per-kernel device times of the triton forward and backward (torch.profiler)')
     p.add_argument('--smoke', action='store_true',
@@ -283,7 +288,9 @@ def first_call_latency(results: dict) -> None:
         log(f'  {tag}: first forward {t1 - t0:.1f} s, first backward {t2 - t1:.1f} s (JIT or disk cache)')
 
 
-def sweep(results: dict, args_bf16, warmup: int, repeats: int) -> None:
+def sweep(results: dict, args_bf16, warmup: int, repeats: int, configs=None, backward=False) -> None:
+    if configs is not None:
+        return sweep_custom(results, args_bf16, warmup, repeats, configs, backward)
     configs = [dict(chunk_size=c, num_warps=w, npoly=p) for c in (128, 256, 512) for w in (2, 4)
                for p in ((0, 0), )] + [dict(chunk_size=256, num_warps=w, npoly=p) for w in (2, 4)
                                       for p in ((4, 0), (4, 2), (8, 2))] + [dict(chunk_size=256, num_warps=1,
@@ -302,6 +309,30 @@ def sweep(results: dict, args_bf16, warmup: int, repeats: int) -> None:
     best = min(results['sweep'], key=lambda r: r['fwd_bf16_ms'], default=None)
     if best:
         log(f'  best: {best}')
+
+
+def sweep_custom(results: dict, args_bf16, warmup: int, repeats: int, configs, backward: bool) -> None:
+    dy = torch.randn(args_bf16[0].shape, device=DEVICE, dtype=args_bf16[0].dtype)
+    for cfg in configs:
+        cfg = dict(cfg)
+        env = cfg.pop('env', {})
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update({k: str(v) for k, v in env.items()})
+        t0 = time.time()
+        row = dict(cfg, env=env)
+        try:
+            row['fwd_bf16_ms'] = time_ms(call(triton_fn(**cfg), args_bf16, False), warmup, repeats)
+            if backward:
+                row['fwd_bwd_bf16_ms'] = time_ms(call(triton_fn(**cfg), args_bf16, True, dy), warmup, repeats)
+        except Exception as e:  # noqa: BLE001
+            row['error'] = f'{type(e).__name__}: {e}'[:300]
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        results['sweep'].append(row)
+        log(f'  {row} ({time.time() - t0:.0f}s incl. compile)')
 
 
 def main():
@@ -333,7 +364,8 @@ def main():
     torch.cuda.empty_cache()
     if not args.no_sweep:
         log('== forward configuration sweep (bf16, L=49152)')
-        sweep(results, make_inputs(args.batch, LENGTHS[0], torch.bfloat16), args.warmup, args.repeats)
+        sweep(results, make_inputs(args.batch, LENGTHS[0], torch.bfloat16), args.warmup, args.repeats,
+              json.loads(args.sweep_json) if args.sweep_json else None, args.sweep_bwd)
 
     if args.profile:
         log('== per-kernel profile')
