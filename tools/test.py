@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 import mmhrsam  # noqa: E402,F401
 from mmengine.runner import Runner  # noqa: E402
 
-from mmhrsam.utils.launch import add_common_args, load_config  # noqa: E402
+from mmhrsam.utils.launch import add_common_args, load_config, shutdown_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,6 +47,7 @@ def main(argv=None):
     cfg.resume = False
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    shutdown_distributed()
     return metrics
 
 

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 import mmhrsam  # noqa: E402,F401  (registers everything)
 from mmengine.runner import Runner  # noqa: E402
 
-from mmhrsam.utils.launch import add_common_args, load_config  # noqa: E402
+from mmhrsam.utils.launch import add_common_args, load_config, shutdown_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -53,6 +53,7 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
     runner.train()
+    shutdown_distributed()
     return runner
 
 

@@ -64,3 +64,10 @@ def setup_cpu_distributed(cfg: Config) -> None:
     # MMEngine reads this top-level key only when it builds the wrapper itself
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group at the end of a tool (torch warns about leaks otherwise)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
