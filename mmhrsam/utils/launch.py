@@ -67,7 +67,12 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 
 def shutdown_distributed() -> None:
-    """Destroy the process group at the end of a tool (torch warns about leaks otherwise)."""
+    """Destroy the process group at the end of a tool (torch warns about leaks otherwise).
+
+    The barrier first: a rank that tears gloo down while another is still writing its last
+    checkpoint makes the other abort.
+    """
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
