@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from typing import Callable, Dict, List
 
 import torch
@@ -29,6 +27,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from mmhrsam.models.attention import available_backends  # noqa: E402
 from mmhrsam.registry import MODELS  # noqa: E402
+from mmhrsam.utils.benchmark import capture_cuda_graph, time_fn  # noqa: E402
 
 EMBED_DIM, HEADS, WINDOW = 768, 12, 16
 #: (label, config). 'NonShiftWindow' is the dense bound: the same tokens in non-shift
@@ -61,26 +60,6 @@ def parse_args():
                    help='skip the CUDA-graph timings (replays of a captured layer, no launch overhead)')
     p.add_argument('--out', default='work_dirs/benchmark_attention.json', help='JSON output')
     return p.parse_args()
-
-
-def timer(fn: Callable, device: torch.device, warmup: int, repeats: int) -> float:
-    """Median milliseconds of ``fn()``, device-synchronized, warm-up excluded."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == 'cuda':
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def peak_memory_mib(fn: Callable, device: torch.device) -> float:
@@ -118,20 +97,6 @@ def linear_only(layer, inputs) -> Callable:
     return lambda: layer.proj(layer.qkv(tokens)[:, :EMBED_DIM])
 
 
-def cuda_graph(fn: Callable) -> Callable:
-    """Capture ``fn`` once (after warm-up on a side stream) and return its replay."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
-
-
 def run_case(label, cfg, side, backend, args, device, dtype, graphed) -> Dict:
     layer = MODELS.build(dict(cfg, embed_dim=EMBED_DIM, num_heads=HEADS, backend=backend)).to(device, dtype).eval()
     inputs = make_inputs(label, side, device, dtype)
@@ -139,9 +104,9 @@ def run_case(label, cfg, side, backend, args, device, dtype, graphed) -> Dict:
         call, linear = (lambda: layer(inputs)), linear_only(layer, inputs)
         mem = peak_memory_mib(call, device)
         if graphed:
-            call, linear = cuda_graph(call), cuda_graph(linear)
-        ms = timer(call, device, args.warmup, args.repeats)
-        ms_linear = timer(linear, device, args.warmup, args.repeats)
+            call, linear = (capture_cuda_graph(f, device, side_warmup=3)[1] for f in (call, linear))
+        ms = time_fn(call, device, args.warmup, args.repeats)['ms']
+        ms_linear = time_fn(linear, device, args.warmup, args.repeats)['ms']
     return dict(variant=label, type=cfg['type'], tokens=f'{side}x{side}', image=f'{side * 16}x{side * 16}',
                 backend=backend, mode='graph' if graphed else 'eager', device=str(device), dtype=str(dtype).replace('torch.', ''),
                 layer_ms=round(ms, 4), linear_ms=round(ms_linear, 4), core_ms=round(ms - ms_linear, 4),

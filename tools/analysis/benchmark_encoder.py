@@ -73,7 +73,6 @@ import json
 import math
 import os
 import re
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -87,6 +86,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 import mmhrsam.models  # noqa: E402,F401  (registers the encoders)
 from mmhrsam.models.attention import get_default_backend  # noqa: E402
 from mmhrsam.registry import MODELS  # noqa: E402
+from mmhrsam.utils.benchmark import capture_cuda_graph, sync, time_fn  # noqa: E402
 
 MIB, GIB = 2 ** 20, 2 ** 30
 PATCH = 16
@@ -287,41 +287,6 @@ def plan(args, device: torch.device) -> List[Case]:
 
 
 # ---------------------------------------------------------------------------- timing
-def sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def timer(fn: Callable, device: torch.device, warmup: int, repeats: int, budget_s: Optional[float] = None,
-          min_repeats: int = 1) -> Dict:
-    """Median milliseconds of ``fn()`` over at most ``repeats`` timed runs (CUDA events on
-    CUDA, wall clock on CPU), device-synchronized, after at most ``warmup`` untimed runs.
-    Warm-up and timing each stop early once they took ``budget_s`` (timing only after
-    ``min_repeats`` runs)."""
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        fn()
-        sync(device)
-        if budget_s is not None and time.perf_counter() - t0 > budget_s:
-            break
-    times: List[float] = []
-    while len(times) < repeats:
-        if device.type == 'cuda':
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t) * 1e3)
-        if budget_s is not None and len(times) >= min_repeats and sum(times) > budget_s * 1e3:
-            break
-    return dict(ms=statistics.median(times), ms_min=min(times), repeats=len(times))
-
-
 def make_forward(model: torch.nn.Module, x: torch.Tensor, precision: str, device: torch.device,
                  autocast_cache: bool = True) -> Callable:
     """``fn()`` running one encoder forward on ``x`` (without grad, under autocast if asked)."""
@@ -333,22 +298,6 @@ def make_forward(model: torch.nn.Module, x: torch.Tensor, precision: str, device
             return model(x)
 
     return fn
-
-
-def cuda_graph(fn: Callable, device: torch.device, side_warmup: int = 2) -> Tuple[torch.cuda.CUDAGraph, Callable]:
-    """Capture ``fn`` (after warm-up on a side stream); returns the graph and its replay."""
-    stream = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        for _ in range(side_warmup):
-            fn()
-    torch.cuda.current_stream(device).wait_stream(stream)
-    torch.cuda.synchronize(device)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    torch.cuda.synchronize(device)
-    return graph, graph.replay
 
 
 def allocated(device: torch.device) -> int:
@@ -590,7 +539,7 @@ class Runner:
 
     def _time(self, row: Dict, fn: Callable) -> None:
         a = self.args
-        stats = timer(fn, self.device, a.warmup, a.repeats, a.case_budget_s, a.min_repeats)
+        stats = time_fn(fn, self.device, a.warmup, a.repeats, a.case_budget_s, a.min_repeats)
         row.update(ms=round(stats['ms'], 4), ms_min=round(stats['ms_min'], 4), repeats=stats['repeats'])
 
     def _memory(self, row: Dict, fn: Callable, before_warmup: int) -> None:
@@ -611,7 +560,7 @@ class Runner:
         # The weight casts must be captured in the graph, not served from the autocast cache.
         fn = make_forward(model, x, self.args.precision, self.device, autocast_cache=False)
         try:  # the side-stream warm-up builds index maps and other caches outside the capture
-            graph, replay = cuda_graph(fn, self.device)
+            graph, replay = capture_cuda_graph(fn, self.device)
         except Exception as exc:  # noqa: BLE001
             raise RuntimeError(f'CUDA graph capture failed: {error_text(exc)}') from exc
         try:

@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from typing import Callable, Dict, List, Optional
@@ -40,6 +39,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 from mmhrsam.models.necks.selective_scan import (chunked_selective_scan, mamba_ssm_selective_scan,  # noqa: E402
                                                  reference_selective_scan)
 from mmhrsam.models.necks.selective_scan.mamba_ssm import mamba_ssm_unavailable  # noqa: E402
+from mmhrsam.utils.benchmark import capture_cuda_graph, sync, time_fn  # noqa: E402
 
 CHANNELS, D_STATE = 768, 32
 LENGTHS = (3 * 16384, 3 * 65536)
@@ -127,11 +127,11 @@ def profile_kernels(results: dict, batch: int) -> None:
         dy = torch.randn(inputs[0].shape, device=DEVICE, dtype=dtype)
         run = call(triton_fn(), inputs, True, dy)
         run()
-        sync()
+        sync(torch.device(DEVICE))
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
                 run()
-            sync()
+            sync(torch.device(DEVICE))
         rows = {}
         for evt in prof.key_averages():
             if evt.device_type.name == 'CUDA' or getattr(evt, 'device_time_total', 0):
@@ -143,31 +143,9 @@ def profile_kernels(results: dict, batch: int) -> None:
             log(f'    {ms:8.3f}  {key[:90]}')
 
 
-def sync():
-    if DEVICE == 'cuda':
-        torch.cuda.synchronize()
-
-
 def time_ms(fn: Callable, warmup: int, repeats: int) -> float:
-    """Median milliseconds of fn() between CUDA events, warm-up excluded."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    if DEVICE != 'cuda':
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    """Median milliseconds of fn() (CUDA events on the GPU), warm-up excluded."""
+    return time_fn(fn, torch.device(DEVICE), warmup, repeats)['ms']
 
 
 def graph_ms(fn: Callable, repeats: int) -> Optional[float]:
@@ -175,16 +153,8 @@ def graph_ms(fn: Callable, repeats: int) -> Optional[float]:
     if DEVICE != 'cuda':
         return None
     try:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-        return time_ms(graph.replay, 3, repeats)
+        _, replay = capture_cuda_graph(fn, torch.device(DEVICE))
+        return time_ms(replay, 3, repeats)
     except Exception as e:  # noqa: BLE001
         log(f'  (graph capture failed: {type(e).__name__}: {e})')
         return None
@@ -276,13 +246,13 @@ def first_call_latency(results: dict) -> None:
     for dtype in (torch.bfloat16, torch.float32):
         tag = str(dtype).replace('torch.', '')
         args = [t.requires_grad_() for t in make_inputs(1, GRAD_REF_LENGTH, dtype, seed=5)]
-        sync()
+        sync(torch.device(DEVICE))
         t0 = time.time()
         y = triton_selective_scan(*args)
-        sync()
+        sync(torch.device(DEVICE))
         t1 = time.time()
         y.float().sum().backward()
-        sync()
+        sync(torch.device(DEVICE))
         t2 = time.time()
         results['first_call_s'][tag] = dict(forward=t1 - t0, backward=t2 - t1)
         log(f'  {tag}: first forward {t1 - t0:.1f} s, first backward {t2 - t1:.1f} s (JIT or disk cache)')
