@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from torch import Tensor
 from mmhrsam.apis.predictor import check_target_size, map_points, postprocess_logits, preprocess_image
 from mmhrsam.registry import LOOPS
 from mmhrsam.structures import InteractiveDataSample
+from .clicker import next_click
+from .clicker_torch import next_click_torch
+from .metrics import plot_clicks
 
 #: Preprocessing used when the model has no InteractiveDataPreprocessor (SAM's statistics).
 DEFAULT_PREPROCESSING = dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), bgr_input=False)
@@ -80,7 +83,6 @@ class ClickProtocol:
         return nullcontext()
 
     def _next_click(self, pred: Tensor, gt: Tensor, clicked: Tensor, valid: Tensor) -> Optional[Tuple[int, int, bool]]:
-        from mmhrsam.evaluation import next_click, next_click_torch
         if self.use_device_clicker:
             ys, xs, positive, has = next_click_torch(pred[None], gt[None], clicked[None], valid[None])
             return (int(ys[0]), int(xs[0]), bool(positive[0])) if bool(has[0]) else None
@@ -215,7 +217,6 @@ class ClickTestLoop(TestLoop):
     def _draw(self, image: Tensor, sample, result: dict, pred: Tensor) -> None:
         if self._num_drawn >= self.num_vis:
             return
-        from mmhrsam.evaluation.metrics import plot_clicks
         self._num_drawn += 1
         name = f"{sample.metainfo.get('img_id', self._num_drawn)}_{sample.metainfo.get('instance_id', 0)}"
         name = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
