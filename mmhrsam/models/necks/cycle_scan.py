@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmhrsam.registry import MODELS
-from .selective_scan import selective_scan
+from .selective_scan import cycle_selective_scan
 
 
 @MODELS.register_module()
@@ -90,18 +90,18 @@ class CycleScan(BaseModule):
         return x + self.out_proj(z * self.out_norm(y))
 
     def cycle_scan(self, xs: Tensor) -> Tensor:
-        """(B, L, C) -> (B, L, C): scan ``num_repeats`` copies once, gamma-weighted sum of the copies."""
-        batch, length, channels = xs.shape
-        # The projection is per token, so project once and repeat its output.
+        """(B, L, C) -> (B, L, C): scan ``num_repeats`` copies once, gamma-weighted sum of the copies
+        (:func:`cycle_selective_scan`; the triton backend never materializes the copies)."""
+        channels = xs.shape[-1]
+        # The projection is per token, so the copies share it: the scan takes one copy and gamma.
         delta, Bm, Cm = self.ssm_proj(xs).split([channels, self.d_state, self.d_state], dim=-1)
 
-        def repeat(t: Tensor) -> Tensor:  # (B, L, K) -> (B, K, R*L), copies end to end
-            return t.transpose(1, 2).repeat(1, 1, self.num_repeats)
+        def channels_first(t: Tensor) -> Tensor:  # (B, L, K) -> (B, K, L), tokens contiguous for the kernels
+            return t.transpose(1, 2).contiguous()
 
-        y = selective_scan(repeat(xs), repeat(delta), -torch.exp(self.As_log.float()), repeat(Bm), repeat(Cm),
-                           D=self.Ds, delta_bias=self.ssm_proj_bias, delta_softplus=True,
-                           backend=self.scan_backend)  # (B, C, R*L)
-        y = (y.view(batch, channels, self.num_repeats, length) * self.gamma).sum(2)  # gamma: (C, R, 1)
+        y = cycle_selective_scan(channels_first(xs), channels_first(delta), -torch.exp(self.As_log.float()),
+                                 channels_first(Bm), channels_first(Cm), self.Ds, self.ssm_proj_bias,
+                                 self.gamma[..., 0], delta_softplus=True, backend=self.scan_backend)  # (B, C, L)
         return y.transpose(1, 2)
 
     def extra_repr(self) -> str:

@@ -247,6 +247,77 @@ def test_strided_inputs_and_long_memory(ts):
     assert_close(y, loop_scan(u, delta, A, B, C, D, bias), 1e-5, 'y')
 
 
+def loop_cycle(u, delta, A, B, C, D, delta_bias, gamma):
+    """The definition of Cycle-scan's scan: the float64 loop over R copies, copy r weighted by gamma[:, r]."""
+    copies, length = gamma.shape[1], u.shape[2]
+    y = loop_scan(*[t.repeat(1, 1, copies) if t.dim() == 3 else t for t in (u, delta, A, B, C)], D, delta_bias)
+    return (y.view(u.shape[0], u.shape[1], copies, length) * gamma.double()[None, :, :, None]).sum(2)
+
+
+# (batch, channels, d_state, length of one copy, chunk, copies): 3 copies, L not a multiple of the chunk,
+# two samples; 2 copies; one copy (G = 0); N = 16 (tensor-core reductions), 5 chunks
+CYCLE_CASES = [(2, 5, 4, 13, 4, 3), (1, 4, 8, 24, 8, 2), (1, 3, 4, 10, 4, 1), (1, 8, 16, 40, 8, 3)]
+
+
+@interp
+@pytest.mark.parametrize('batch,channels,d_state,length,chunk,copies', CYCLE_CASES)
+def test_cycle_scan_matches_loop_over_copies(ts, batch, channels, d_state, length, chunk, copies):
+    """The periodic op equals the loop over the repeated sequence: output and all gradients, gamma's included."""
+    args = make_inputs(batch, channels, d_state, length, seed=length + copies)
+    args[2] = args[2] / 4  # slower decays: the state carried over copy boundaries matters
+    gamma = 1 + 0.5 * torch.randn(channels, copies, generator=torch.Generator().manual_seed(copies))
+    ours = [t.clone().requires_grad_() for t in args + [gamma]]
+    y = ts.triton_cycle_selective_scan(*ours, chunk_size=chunk)
+    assert y.shape == (batch, channels, length) and y.dtype == torch.float32
+    ref = [t.double().requires_grad_() for t in args + [gamma]]
+    expected = loop_cycle(*ref)
+    assert_close(y.detach(), expected.detach(), 1e-5, 'y')
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(8))
+    y.backward(grad_out)
+    expected.backward(grad_out.double())
+    for name, a, b in zip(ARG_NAMES + ('gamma', ), ours, ref):
+        assert a.grad.dtype == a.dtype and a.grad.shape == a.shape, name
+        assert_close(a.grad, b.grad, 1e-4, f'grad of {name}')
+
+
+@interp
+def test_cycle_scan_launches(ts, monkeypatch):
+    """The periodic op's kernels, each interpreted: one states pass, one carry kernel, one output pass forward;
+    the weighted scan's four backward kernels, G's backward, and one more reverse walk."""
+    names = ('_fwd_chunk_state', '_carry', '_cycle_carry', '_fwd_chunk_out', '_bwd_chunk_adjoint',
+             '_bwd_chunk_forward', '_bwd_chunk_reverse', '_cycle_carry_bwd')
+    spies = {name: _Spy(getattr(ts, name)) for name in names}
+    for name, spy in spies.items():
+        monkeypatch.setattr(ts, name, spy)
+    args = [t.requires_grad_() for t in make_inputs(1, 3, 2, 10) + [torch.ones(3, 3)]]
+    ts.triton_cycle_selective_scan(*args, chunk_size=4).sum().backward()
+    assert {k: s.launches for k, s in spies.items()} == {
+        '_fwd_chunk_state': 1, '_carry': 1, '_cycle_carry': 1, '_fwd_chunk_out': 1, '_bwd_chunk_adjoint': 1,
+        '_bwd_chunk_forward': 1, '_bwd_chunk_reverse': 2, '_cycle_carry_bwd': 1}  # yapf: disable
+
+
+@interp
+def test_cycle_scan_bf16_and_switch(ts):
+    """bf16 inputs with fp32 gamma; ``cycle_selective_scan(backend='triton')`` takes the periodic op, others repeat."""
+    from mmhrsam.models.necks.selective_scan import cycle_selective_scan
+    args = make_inputs(1, 4, 4, 20, seed=4, dtype=torch.bfloat16)
+    gamma = torch.tensor([[1.0, 0.5, -0.25]]).repeat(4, 1)
+    ours = [t.clone().requires_grad_() for t in args + [gamma]]
+    y = cycle_selective_scan(*ours, backend='triton')
+    assert y.dtype == torch.bfloat16
+    ref = [t.detach().double().requires_grad_() for t in args + [gamma]]
+    expected = loop_cycle(*ref)
+    assert_close(y.detach(), expected.detach(), 2e-2, 'y')
+    y.float().sum().backward()
+    expected.sum().backward()
+    for name, a, b in zip(ARG_NAMES + ('gamma', ), ours, ref):
+        assert a.grad.dtype == a.dtype, name
+        assert_close(a.grad, b.grad, 3e-2, f'grad of {name}')
+    with torch.no_grad():
+        y_chunked = cycle_selective_scan(*[t.detach().float() for t in args], gamma, backend='chunked')
+    assert_close(y_chunked, expected.detach(), 1e-5, 'chunked (repeat) path')
+
+
 @interp
 def test_switch_uses_triton_only_when_asked_on_cpu(ts):
     from mmhrsam.models.necks.selective_scan import (AUTO_ORDER, SCAN_BACKENDS, ScanBackendUnavailableError,
@@ -320,13 +391,21 @@ def test_kernels_build_for_sm90_without_a_gpu():
         NP = 1 << (N - 1).bit_length()
         base = dict(N=N, NP=NP, TT=tile, HAS_BIAS=True, SOFTPLUS=True, NPOLY=npoly)
         build(mod._fwd_chunk_state, dict(base, BLOCK_D=64), 2, dtype)
-        build(mod._fwd_chunk_out, dict(base, BLOCK_D=64, HAS_D=True), 2, dtype)
+        for uscale in (False, True):
+            build(mod._fwd_chunk_out, dict(base, BLOCK_D=64, HAS_D=True, HAS_USCALE=uscale), 2, dtype)
         bwd = dict(base, TT=4, BLOCK_D=32)
         build(mod._bwd_chunk_adjoint, bwd, 1, dtype)
-        build(mod._bwd_chunk_forward, dict(bwd, RED=red), 1, dtype)
-        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=False, SOFTPLUS=False, RED=red), 1, dtype)
+        build(mod._bwd_chunk_forward, dict(bwd, RED=red, HAS_USCALE=True), 1, dtype)
+        plain = dict(HAS_USCALE=False, HAS_DY=True, HAS_DSX=False, ACCUM=False)
+        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=False, SOFTPLUS=False, RED=red, **plain), 1, dtype)
+        weighted = dict(HAS_USCALE=True, HAS_DY=True, HAS_DSX=False, ACCUM=False)  # Cycle-scan's two variants
+        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=True, RED=red, **weighted), 1, dtype)
+        final_state = dict(HAS_USCALE=False, HAS_DY=False, HAS_DSX=True, ACCUM=True)
+        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=False, RED=red, **final_state), 1, dtype)
     for reverse in (False, True):
         build(mod._carry, dict(REVERSE=reverse, CB=16, BLK=256), 4)
+    build(mod._cycle_carry, dict(CB=16, BLK=256), 4)
+    build(mod._cycle_carry_bwd, dict(CB=16, BLK=256), 4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -348,4 +427,26 @@ def test_cuda_matches_chunked(dtype):
         results.append([y.detach()] + [t.grad for t in leaves])
     rel = 1e-4 if dtype == torch.float32 else 3e-2
     for name, a, b in zip(('y', ) + ARG_NAMES, *results):
+        assert_close(a.float(), b.float(), rel, name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_cuda_cycle_scan_matches_repeat(dtype):
+    from mmhrsam.models.necks.selective_scan import cycle_selective_scan, repeat_cycle_selective_scan
+    from mmhrsam.models.necks.selective_scan import triton_scan
+    if triton_scan.INTERPRETED:
+        pytest.skip('kernels were defined for the interpreter')
+    args = [t.cuda() for t in make_inputs(2, 96, 32, 1500, seed=6, dtype=dtype)]
+    args.append(1 + 0.3 * torch.randn(96, 3, device='cuda'))
+    grad_out = torch.randn(args[0].shape, device='cuda', generator=torch.Generator('cuda').manual_seed(0))
+    results = []
+    for fn in (lambda *a: cycle_selective_scan(*a, backend='triton'),
+               lambda *a: repeat_cycle_selective_scan(*a, backend='chunked')):
+        leaves = [t.clone().requires_grad_() for t in args]
+        y = fn(*leaves)
+        y.backward(grad_out.to(y.dtype))
+        results.append([y.detach()] + [t.grad for t in leaves])
+    rel = 1e-4 if dtype == torch.float32 else 3e-2
+    for name, a, b in zip(('y', ) + ARG_NAMES + ('gamma', ), *results):
         assert_close(a.float(), b.float(), rel, name)

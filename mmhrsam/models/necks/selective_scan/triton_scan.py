@@ -303,13 +303,13 @@ if triton is not None:
         tl.store(S_ptr + out * D + d, S, mask=dmask)
 
     @triton.jit
-    def _fwd_chunk_out(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, hin_ptr, y_ptr,  #
+    def _fwd_chunk_out(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, usc_ptr, hin_ptr, y_ptr,  #
                        L, D, NC, Lp, T, sA_d, sA_n,  #
                        su_b, su_d, su_l, sd_b, sd_d, sd_l, sy_b, sy_d, sy_l,  #
                        N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                        BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, SOFTPLUS: tl.constexpr,
-                       NPOLY: tl.constexpr):
-        """Phase 3: each chunk rescanned from its entry state h_in[k] -> y."""
+                       NPOLY: tl.constexpr, HAS_USCALE: tl.constexpr):
+        """Phase 3: each chunk rescanned from its entry state h_in[k] -> y (input u * usc when HAS_USCALE)."""
         pc = tl.program_id(0)
         pd = tl.program_id(1)
         pb = tl.program_id(2).to(tl.int64)
@@ -327,6 +327,8 @@ if triton is not None:
             Dsk = tl.load(Dsk_ptr + d, mask=dmask, other=0.0)
         else:
             Dsk = tl.zeros((BLOCK_D, ), tl.float32)
+        if HAS_USCALE:
+            usc = tl.load(usc_ptr + d, mask=dmask, other=0.0)
         u_base = u_ptr + pb * su_b + d[None, :] * su_d
         dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
         y_base = y_ptr + pb * sy_b + d[None, :] * sy_d
@@ -336,6 +338,8 @@ if triton is not None:
             t = t0 + tb + tt
             m = (t < L)[:, None] & dmask[None, :]
             uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            if HAS_USCALE:
+                uu = uu * usc[None, :]
             dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
             dtu = dt * uu
             ytile = Dsk[None, :] * uu
@@ -352,27 +356,30 @@ if triton is not None:
             tl.store(y_base + t[:, None] * sy_l, ytile.to(y_ptr.dtype.element_ty), mask=m)
 
     @triton.jit
-    def _carry(local_ptr, S_ptr, A_ptr, out_ptr, NC, ND, D, sA_d, sA_n,  #
-               REVERSE: tl.constexpr, CB: tl.constexpr, BLK: tl.constexpr):
-        """Chunk-entry states: forward out[k+1] = exp2(A2*S_k) out[k] + local_k, out[0] = 0;
-        reverse out[k] = exp2(A2*S_k) out[k+1] + local_k, out[NC] = 0.
-
-        ``local``/``out`` are (batch, NC[+1], N, D) fp32, flattened over (N, D) = ND per chunk.
-        One program per (block of BLK (n, d) pairs, sample); blocks of CB chunks at a time are
-        combined by an associative scan, the running state carried between blocks.
-        """
-        pi = tl.program_id(0)
+    def _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK: tl.constexpr):
+        """This program's BLK flattened (n, d) pairs of one sample: (sample, idx, mask, d, A * log2(e))."""
         pb = tl.program_id(1).to(tl.int64)
-        idx = pi * BLK + tl.arange(0, BLK)
+        idx = tl.program_id(0) * BLK + tl.arange(0, BLK)
         imask = idx < ND
         dcol = idx % D
         A2 = tl.load(A_ptr + dcol * sA_d + (idx // D) * sA_n, mask=imask, other=0.0).to(tl.float32) * _LOG2E
+        return pb, idx, imask, dcol, A2
+
+    @triton.jit
+    def _carry_pass(local_ptr, S_ptr, out_ptr, pb, idx, imask, dcol, A2, carry, scale, NC, ND, D,
+                    REVERSE: tl.constexpr, CB: tl.constexpr, BLK: tl.constexpr, HAS_LOCAL: tl.constexpr,
+                    HAS_SCALE: tl.constexpr):
+        """Chunk-entry states from ``carry``: forward out[k+1] = exp2(A2*S_k) out[k] + scale * local_k,
+        out[0] = carry; reverse out[k] = exp2(A2*S_k) out[k+1] + scale * local_k, out[NC] = carry
+        (local zero without HAS_LOCAL). Blocks of CB chunks at a time are combined by an associative
+        scan, the running state carried between blocks. Returns the last state and sum_k S_k.
+        """
         rows = tl.arange(0, CB)
-        carry = tl.zeros((BLK, ), tl.float32)
         if REVERSE:
             tl.store(out_ptr + (pb * (NC + 1) + NC) * ND + idx, carry, mask=imask)
         else:
             tl.store(out_ptr + pb * (NC + 1) * ND + idx, carry, mask=imask)
+        S_total = tl.zeros((BLK, ), tl.float32)
         for c0 in range(0, NC, CB):
             if REVERSE:
                 k = NC - 1 - (c0 + rows)
@@ -380,9 +387,15 @@ if triton is not None:
                 k = c0 + rows
             kmask = (c0 + rows) < NC
             m = kmask[:, None] & imask[None, :]
-            loc = tl.load(local_ptr + (pb * NC + k[:, None]) * ND + idx[None, :], mask=m, other=0.0)
             S = tl.load(S_ptr + (pb * NC + k[:, None]) * D + dcol[None, :], mask=m, other=0.0)
+            S_total += tl.sum(S, axis=0)
             dec = tl.exp2(A2[None, :] * S)
+            if HAS_LOCAL:
+                loc = tl.load(local_ptr + (pb * NC + k[:, None]) * ND + idx[None, :], mask=m, other=0.0)
+                if HAS_SCALE:
+                    loc = loc * scale[None, :]
+            else:
+                loc = tl.zeros((CB, BLK), tl.float32)
             P, H = tl.associative_scan((dec, loc), 0, _combine)
             end = P * carry[None, :] + H
             if REVERSE:
@@ -392,6 +405,73 @@ if triton is not None:
             tl.store(out_ptr + (pb * (NC + 1) + slot[:, None]) * ND + idx[None, :], end, mask=m)
             last = tl.minimum(NC - c0, CB) - 1
             carry = tl.sum(tl.where(rows[:, None] == last, end, 0.0), axis=0)
+        return carry, S_total
+
+    @triton.jit
+    def _carry(local_ptr, S_ptr, A_ptr, out_ptr, NC, ND, D, sA_d, sA_n,  #
+               REVERSE: tl.constexpr, CB: tl.constexpr, BLK: tl.constexpr):
+        """Chunk-entry states from zero (``_carry_pass``); ``local``/``out`` are (batch, NC[+1], N, D)
+        fp32, flattened over (N, D) = ND per chunk; one program per (BLK (n, d) pairs, sample)."""
+        pb, idx, imask, dcol, A2 = _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK)
+        _carry_pass(local_ptr, S_ptr, out_ptr, pb, idx, imask, dcol, A2, tl.zeros((BLK, ), tl.float32), A2, NC, ND,
+                    D, REVERSE, CB, BLK, True, False)
+
+    @triton.jit
+    def _cycle_carry(local_ptr, S_ptr, A_ptr, gamma_ptr, hc_ptr, h_ptr, gsum_ptr, NC, ND, D, R, sA_d, sA_n, sg_d,
+                     sg_r, CB: tl.constexpr, BLK: tl.constexpr):
+        """Both carries of the periodic scan: the copy from zero (-> hc, its final state h_end and
+        total decay M), the shared state G = sum_r gamma_r H_r (H_1 = 0, H_{r+1} = M H_r + h_end),
+        then the weighted scan from G with locals times Gamma = sum_r gamma_r (-> h; Gamma -> gsum (D,))."""
+        pb, idx, imask, dcol, A2 = _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK)
+        zero = tl.zeros((BLK, ), tl.float32)
+        h_end, S_total = _carry_pass(local_ptr, S_ptr, hc_ptr, pb, idx, imask, dcol, A2, zero, A2, NC, ND, D, False,
+                                     CB, BLK, True, False)
+        M = tl.exp2(A2 * S_total)
+        H = zero
+        G = zero
+        Gam = zero
+        for r in range(R):
+            g_r = tl.load(gamma_ptr + dcol * sg_d + r * sg_r, mask=imask, other=0.0).to(tl.float32)
+            G += g_r * H
+            Gam += g_r
+            H = M * H + h_end
+        tl.store(gsum_ptr + idx, Gam, mask=(idx < D) & (pb == 0))  # lanes of state row 0, one per channel
+        _carry_pass(local_ptr, S_ptr, h_ptr, pb, idx, imask, dcol, A2, G, Gam, NC, ND, D, False, CB, BLK, True, True)
+
+    @triton.jit
+    def _cycle_carry_bwd(S_ptr, A_ptr, gamma_ptr, hc_ptr, gw_ptr, gc_ptr, dAG_ptr, dSG_ptr, dgam_ptr,  #
+                         NC, ND, D, R, sA_d, sA_n, sg_d, sg_r, CB: tl.constexpr, BLK: tl.constexpr):
+        """Backward of ``_cycle_carry``'s G = h_end * phi(M), phi = sum_r gamma_r Phi_r, Phi_r = sum_{j<r-1} M^j,
+        from dG (the weighted scan's adjoint at its initial state, gw[:, 0]): d h_end, and per
+        (sample, n, d) the terms of dA (dAG), of d sum(dt) (dSG, summed over n by the host) and of
+        d gamma_r (dgam, (batch, N, D, R)); then the copy's adjoint carried back from d h_end with
+        no local terms (-> gc)."""
+        pb, idx, imask, dcol, A2 = _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK)
+        rows = tl.arange(0, CB)
+        S_total = tl.zeros((BLK, ), tl.float32)
+        for c0 in range(0, NC, CB):
+            m = ((c0 + rows) < NC)[:, None] & imask[None, :]
+            S_total += tl.sum(tl.load(S_ptr + (pb * NC + c0 + rows[:, None]) * D + dcol[None, :], mask=m, other=0.0),
+                              axis=0)
+        h_end = tl.load(hc_ptr + (pb * (NC + 1) + NC) * ND + idx, mask=imask, other=0.0)
+        dG = tl.load(gw_ptr + pb * (NC + 1) * ND + idx, mask=imask, other=0.0)
+        M = tl.exp2(A2 * S_total)
+        Phi = tl.zeros((BLK, ), tl.float32)
+        dPhi = tl.zeros((BLK, ), tl.float32)  # d Phi_r / dM
+        phi = tl.zeros((BLK, ), tl.float32)
+        dphi = tl.zeros((BLK, ), tl.float32)
+        for r in range(R):
+            g_r = tl.load(gamma_ptr + dcol * sg_d + r * sg_r, mask=imask, other=0.0).to(tl.float32)
+            phi += g_r * Phi
+            dphi += g_r * dPhi
+            tl.store(dgam_ptr + (pb * ND + idx) * R + r, dG * h_end * Phi, mask=imask)
+            dPhi = Phi + M * dPhi
+            Phi = M * Phi + 1.0
+        dlogM = dG * h_end * dphi * M  # d/d(A S_total)
+        tl.store(dAG_ptr + pb * ND + idx, dlogM * S_total, mask=imask)
+        tl.store(dSG_ptr + pb * ND + idx, dlogM * A2 * _LN2, mask=imask)
+        _carry_pass(S_ptr, S_ptr, gc_ptr, pb, idx, imask, dcol, A2, dG * phi, A2, NC, ND, D, True, CB, BLK, False,
+                    False)
 
     @triton.jit
     def _combine(a1, b1, a2, b2):
@@ -438,14 +518,14 @@ if triton is not None:
         _store_rows(lo_ptr + (pb * NC + pc) * N * D, ga, d, dmask, D, n, N)
 
     @triton.jit
-    def _bwd_chunk_forward(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, dy_ptr, hin_ptr,  #
+    def _bwd_chunk_forward(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, usc_ptr, dy_ptr, hin_ptr,  #
                            Wf_ptr, Pfin_ptr, SdtP_ptr, dCp_ptr,  #
                            B, L, D, NC, Lp, T, sA_d, sA_n,  #
                            su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
                            N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                            BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                           NPOLY: tl.constexpr, RED: tl.constexpr):
-        """Backward phase 3a: forward walk from h_in[k].
+                           NPOLY: tl.constexpr, RED: tl.constexpr, HAS_USCALE: tl.constexpr):
+        """Backward phase 3a: forward walk from h_in[k] (input u * usc when HAS_USCALE).
 
         Writes dC partials (sum over this block's channels of dy_t h_t), W_f[t] = sum_n A P_t
         with P_t = sum_{t0 <= r < t} c_r h_r (c_r = C_r dy_r), and per chunk P after the last
@@ -464,6 +544,8 @@ if triton is not None:
             bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
         else:
             bias = tl.zeros((BLOCK_D, ), tl.float32)
+        if HAS_USCALE:
+            usc = tl.load(usc_ptr + d, mask=dmask, other=0.0)
         u_base = u_ptr + pb * su_b + d[None, :] * su_d
         dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
         dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
@@ -478,6 +560,8 @@ if triton is not None:
             t = t0 + tb + tt
             m = (t < L)[:, None] & dmask[None, :]
             uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            if HAS_USCALE:
+                uu = uu * usc[None, :]
             dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
             dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
             dtu = dt * uu
@@ -502,16 +586,26 @@ if triton is not None:
         _store_rows(SdtP_ptr + out, SdtP, d, dmask, D, n, N)
 
     @triton.jit
-    def _bwd_chunk_reverse(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, dy_ptr, hin_ptr, gam_ptr,  #
-                           Wf_ptr, Pfin_ptr, SdtP_ptr, S_ptr,  #
-                           du_ptr, ddl_ptr, dBp_ptr, dAp_ptr, dDp_ptr, dbp_ptr,  #
+    def _bwd_chunk_reverse(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, usc_ptr, dsx_ptr, dy_ptr, hin_ptr,  #
+                           gam_ptr, Wf_ptr, Pfin_ptr, SdtP_ptr, S_ptr,  #
+                           du_ptr, ddl_ptr, dBp_ptr, dAp_ptr, dDp_ptr, dbp_ptr, dsp_ptr,  #
                            B, L, D, NC, Lp, T, sA_d, sA_n,  #
                            su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
                            sdu_b, sdu_d, sdu_l, sdd_b, sdd_d, sdd_l,  #
                            N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
                            BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
-                           SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr, RED: tl.constexpr):
-        """Backward phase 3b: reverse walk from the carried adjoint; all gradients."""
+                           SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr, RED: tl.constexpr,
+                           HAS_USCALE: tl.constexpr, HAS_DY: tl.constexpr, HAS_DSX: tl.constexpr,
+                           ACCUM: tl.constexpr):
+        """Backward phase 3b: reverse walk from the carried adjoint; all gradients.
+
+        Variants for the Cycle-scan (:func:`triton_cycle_selective_scan`): HAS_USCALE, the
+        input was ``u * usc`` (du is returned for u; ``sum_t u du'`` per chunk goes to dsp);
+        HAS_DY False, no output gradient (only the final state's, through gam: the forward
+        walk's P, W_f are zero and not read); HAS_DSX, a per-(sample, channel) constant added
+        to every d dt (the gradient of sum_t dt_t); ACCUM, du, d delta and the dB, dA, d bias
+        partials are added to what the buffers hold (dD is left alone without HAS_DY).
+        """
         pc = tl.program_id(0)
         pd = tl.program_id(1)
         pb = tl.program_id(2).to(tl.int64)
@@ -524,8 +618,12 @@ if triton is not None:
         ga = _load_rows(gam_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
         h_end = _load_rows(hin_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
         out = (pb * NC + pc) * N * D
-        K = ga * h_end + _load_rows(Pfin_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
+        K = ga * h_end
+        if HAS_DY:
+            K += _load_rows(Pfin_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
         AK = tl.sum(A2 * K, axis=0) * _LN2  # sum_n A K, added to every d delta of the chunk
+        if HAS_DSX:
+            AK += tl.load(dsx_ptr + pb * D + d, mask=dmask, other=0.0)
         if HAS_BIAS:
             bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
         else:
@@ -534,6 +632,8 @@ if triton is not None:
             Dsk = tl.load(Dsk_ptr + d, mask=dmask, other=0.0)
         else:
             Dsk = tl.zeros((BLOCK_D, ), tl.float32)
+        if HAS_USCALE:
+            usc = tl.load(usc_ptr + d, mask=dmask, other=0.0)
         u_base = u_ptr + pb * su_b + d[None, :] * su_d
         dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
         dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
@@ -546,30 +646,44 @@ if triton is not None:
         SdtZ = tl.zeros((NP, BLOCK_D), tl.float32)
         dD_acc = tl.zeros((BLOCK_D, ), tl.float32)
         db_acc = tl.zeros((BLOCK_D, ), tl.float32)
+        ds_acc = tl.zeros((BLOCK_D, ), tl.float32)
         ones = tl.full((BLOCK_D, 16), 1.0, tl.float32)
         t0 = pc * T
         for i in range(0, T // TT):
             tb = T - TT - i * TT
             t = t0 + tb + tt
             m = (t < L)[:, None] & dmask[None, :]
-            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            u_in = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
+            if HAS_USCALE:
+                uu = u_in * usc[None, :]
+            else:
+                uu = u_in
             dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
-            dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
             dtu = dt * uu
-            ddt = AK[None, :] - tl.load(wf_base + t[:, None], mask=m, other=0.0)
+            if HAS_DY:
+                dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
+                ddt = AK[None, :] - tl.load(wf_base + t[:, None], mask=m, other=0.0)
+            else:
+                ddt = AK[None, :] + tl.zeros((TT, BLOCK_D), tl.float32)
             gB = tl.zeros((TT, BLOCK_D), tl.float32)
             for jj in tl.static_range(TT):
                 sel = tt[:, None] == (TT - 1 - jj)
                 dt_j = _pick(dt, sel)
                 dtu_j = _pick(dtu, sel)
-                dy_j = _pick(dy, sel)
                 bc = bc_base + (t0 + tb + TT - 1 - jj) * (2 * NP)
                 Bj = tl.load(bc)
-                Cj = tl.load(bc + NP)
-                g = Cj[:, None] * dy_j[None, :] + ga
+                if HAS_DY:
+                    Cj = tl.load(bc + NP)
+                    g = Cj[:, None] * _pick(dy, sel)[None, :] + ga
+                else:
+                    g = ga
                 ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
                 q = g * dtu_j[None, :]
-                tl.store(db_base + (t0 + tb + TT - 1 - jj) * NP, _dsum(q, ones, RED))
+                db_ptrs = db_base + (t0 + tb + TT - 1 - jj) * NP
+                if ACCUM:
+                    tl.store(db_ptrs, tl.load(db_ptrs) + _dsum(q, ones, RED))
+                else:
+                    tl.store(db_ptrs, _dsum(q, ones, RED))
                 Zg += q * Bj[:, None]
                 SdtZ += dt_j[None, :] * Zg
                 gB = tl.where(sel, gB + tl.sum(g * Bj[:, None], axis=0)[None, :], gB)
@@ -580,16 +694,33 @@ if triton is not None:
             else:
                 ddl = ddt
             ddl = tl.where(m, ddl, 0.0)
-            du = dt * gB + Dsk[None, :] * dy
-            tl.store(du_base + t[:, None] * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m)
-            tl.store(ddl_base + t[:, None] * sdd_l, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
-            dD_acc += tl.sum(dy * uu, axis=0)
+            du = dt * gB
+            if HAS_DY:
+                du += Dsk[None, :] * dy
+                dD_acc += tl.sum(dy * uu, axis=0)
+            if HAS_USCALE:
+                ds_acc += tl.sum(u_in * du, axis=0)
+                du = du * usc[None, :]
             db_acc += tl.sum(ddl, axis=0)
+            du_ptrs = du_base + t[:, None] * sdu_l
+            ddl_ptrs = ddl_base + t[:, None] * sdd_l
+            if ACCUM:
+                du += tl.load(du_ptrs, mask=m, other=0.0).to(tl.float32)
+                ddl += tl.load(ddl_ptrs, mask=m, other=0.0).to(tl.float32)
+            tl.store(du_ptrs, du.to(du_ptr.dtype.element_ty), mask=m)
+            tl.store(ddl_ptrs, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
         S = tl.load(S_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
-        SdtP = _load_rows(SdtP_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
-        _store_rows(dAp_ptr + out, K * S[None, :] - SdtP - SdtZ, d, dmask, D, n, N)
-        tl.store(dDp_ptr + (pb * NC + pc) * D + d, dD_acc, mask=dmask)
+        dA_chunk = K * S[None, :] - SdtZ
+        if HAS_DY:
+            dA_chunk -= _load_rows(SdtP_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
+            tl.store(dDp_ptr + (pb * NC + pc) * D + d, dD_acc, mask=dmask)
+        if ACCUM:
+            dA_chunk += _load_rows(dAp_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
+            db_acc += tl.load(dbp_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
+        _store_rows(dAp_ptr + out, dA_chunk, d, dmask, D, n, N)
         tl.store(dbp_ptr + (pb * NC + pc) * D + d, db_acc, mask=dmask)
+        if HAS_USCALE:
+            tl.store(dsp_ptr + (pb * NC + pc) * D + d, ds_acc, mask=dmask)
 
 
 # ----------------------------------------------------------------------------- host side
@@ -613,13 +744,16 @@ class _Prepared(NamedTuple):
 
 def _prepare(u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor],
              cfg: ScanConfig, BC: Optional[Tensor] = None) -> _Prepared:
-    """Host-side preparation: two small copies (B and C token-major), no other kernel launch."""
+    """Host-side preparation: B and C token-major in one copy (two plus zero fills when padded)."""
     batch, channels, length = u.shape
     d_state = A.shape[1]
     NP = _next_pow2(d_state)
     NC = max(1, math.ceil(length / cfg.chunk))
     Lp = NC * cfg.chunk
-    if BC is None:
+    if BC is None and Lp == length and NP == d_state:  # one launch: every launch costs host time
+        BC = torch.empty(batch, Lp, 2, NP, device=u.device, dtype=torch.float32)
+        torch.stack((B.detach().transpose(1, 2), C.detach().transpose(1, 2)), dim=2, out=BC)
+    elif BC is None:
         BC = torch.empty(batch, Lp, 2, NP, device=u.device, dtype=torch.float32)
         BC[:, :length, 0, :d_state] = B.detach().transpose(1, 2)
         BC[:, :length, 1, :d_state] = C.detach().transpose(1, 2)
@@ -633,76 +767,134 @@ def _prepare(u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], de
     return _Prepared(A, BC, bias, Dsk, NC, Lp, NP)
 
 
+def _launch_kw(prep: _Prepared, cfg: ScanConfig, has_bias: bool, softplus: bool, backward: bool = False) -> dict:
+    """Constexprs and launch options shared by the chunk kernels of one direction."""
+    return dict(N=prep.A.shape[1], NP=prep.NP, TT=cfg.bwd_tile if backward else cfg.tile,
+                BLOCK_D=cfg.bwd_block_d if backward else cfg.fwd_block_d, HAS_BIAS=has_bias, SOFTPLUS=softplus,
+                num_warps=cfg.bwd_warps if backward else cfg.fwd_warps)
+
+
+def _chunk_states(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig, has_bias: bool,
+                  softplus: bool) -> Tuple[Tensor, Tensor]:
+    """Phase 1: local (batch, NC, N, D) chunk-final states from zero and S (batch, NC, D) = sum(dt) per chunk."""
+    batch, channels, length = u.shape
+    f32 = dict(device=u.device, dtype=torch.float32)
+    local = torch.empty(batch, prep.NC, prep.A.shape[1], channels, **f32)
+    S = torch.empty(batch, prep.NC, channels, **f32)
+    grid = (prep.NC, triton.cdiv(channels, cfg.fwd_block_d), batch)
+    _fwd_chunk_state[grid](u, delta, prep.bias, prep.A, prep.BC, local, S, length, channels, prep.NC, prep.Lp,
+                           cfg.chunk, prep.A.stride(0), prep.A.stride(1), *_strides3(u), *_strides3(delta),
+                           NPOLY=cfg.npoly, **_launch_kw(prep, cfg, has_bias, softplus))
+    return local, S
+
+
+def _chunk_outputs(u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, cfg: ScanConfig, has_bias: bool,
+                   has_D: bool, softplus: bool, uscale: Optional[Tensor] = None) -> Tensor:
+    """Phase 3: y (batch, D, L) from the chunk-entry states; the input is u * uscale when given."""
+    batch, channels, length = u.shape
+    y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
+    grid = (prep.NC, triton.cdiv(channels, cfg.fwd_block_d), batch)
+    _fwd_chunk_out[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, prep.A if uscale is None else uscale, hin,
+                         y, length, channels, prep.NC, prep.Lp, cfg.chunk, prep.A.stride(0), prep.A.stride(1),
+                         *_strides3(u), *_strides3(delta), *_strides3(y), HAS_D=has_D, NPOLY=cfg.npoly_out,
+                         HAS_USCALE=uscale is not None, **_launch_kw(prep, cfg, has_bias, softplus))
+    return y
+
+
 def _forward(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig, has_bias: bool, has_D: bool,
              softplus: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """y, h_in (batch, NC + 1, N, D) and S (batch, NC, D)."""
-    batch, channels, length = u.shape
-    d_state = prep.A.shape[1]
-    NC, Lp, NP = prep.NC, prep.Lp, prep.NP
-    f32 = dict(device=u.device, dtype=torch.float32)
-    local = torch.empty(batch, NC, d_state, channels, **f32)
-    S = torch.empty(batch, NC, channels, **f32)
-    grid = (NC, triton.cdiv(channels, cfg.fwd_block_d), batch)
-    common = dict(N=d_state, NP=NP, TT=cfg.tile, BLOCK_D=cfg.fwd_block_d, HAS_BIAS=has_bias,
-                  SOFTPLUS=softplus, num_warps=cfg.fwd_warps)
-    sA = (prep.A.stride(0), prep.A.stride(1))
-    _fwd_chunk_state[grid](u, delta, prep.bias, prep.A, prep.BC, local, S, length, channels, NC, Lp, cfg.chunk, *sA,
-                           *_strides3(u), *_strides3(delta), NPOLY=cfg.npoly, **common)
-    hin = torch.empty(batch, NC + 1, d_state, channels, **f32)
-    _launch_carry(local, S, prep.A, hin, reverse=False)
-    y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
-    _fwd_chunk_out[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, hin, y, length, channels, NC, Lp, cfg.chunk,
-                         *sA, *_strides3(u), *_strides3(delta), *_strides3(y), HAS_D=has_D, NPOLY=cfg.npoly_out,
-                         **common)
-    return y, hin, S
+    local, S = _chunk_states(u, delta, prep, cfg, has_bias, softplus)
+    hin = _carry_states(local, S, prep.A, reverse=False)
+    return _chunk_outputs(u, delta, prep, hin, cfg, has_bias, has_D, softplus), hin, S
 
 
-def _launch_carry(local: Tensor, S: Tensor, A: Tensor, out: Tensor, reverse: bool) -> None:
+def _carry_grid(local: Tensor) -> tuple:
+    return (triton.cdiv(local.shape[2] * local.shape[3], CARRY_BLOCK), local.shape[0])
+
+
+def _carry_states(local: Tensor, S: Tensor, A: Tensor, reverse: bool) -> Tensor:
+    """Chunk-entry states (batch, NC + 1, N, D) from the chunks' local ones, from zero (see ``_carry``)."""
     batch, NC, d_state, channels = local.shape
-    nd = d_state * channels
-    grid = (triton.cdiv(nd, CARRY_BLOCK), batch)
-    _carry[grid](local, S, A, out, NC, nd, channels, A.stride(0), A.stride(1), REVERSE=reverse, CB=CARRY_CHUNKS,
-                 BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
+    out = torch.empty(batch, NC + 1, d_state, channels, device=local.device, dtype=torch.float32)
+    _carry[_carry_grid(local)](local, S, A, out, NC, d_state * channels, channels, A.stride(0), A.stride(1),
+                               REVERSE=reverse, CB=CARRY_CHUNKS, BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
+    return out
+
+
+class _Partials(NamedTuple):
+    """Gradient buffers of the backward kernels, before the reductions (:func:`_reduce`)."""
+    du: Tensor  # (batch, D, L) in u's dtype, final
+    ddelta: Tensor  # (batch, D, L) in delta's dtype, final
+    dAp: Tensor  # (batch, NC, N, D) per chunk
+    dBp: Tensor  # (channel blocks, batch, Lp, NP) per channel block
+    dCp: Tensor  # same
+    dDp: Tensor  # (batch, NC, D) per chunk
+    dbp: Tensor  # (batch, NC, D) per chunk
+    dsp: Optional[Tensor]  # (batch, NC, D) per chunk: sum_t u du' (with uscale)
+    gam: Tensor  # (batch, NC + 1, N, D) carried adjoints; gam[:, 0] is the initial state's gradient
 
 
 def _backward(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, S: Tensor, cfg: ScanConfig,
-              has_bias: bool, has_D: bool, softplus: bool):
-    """(du, ddelta, dA (D, N) fp32, dB, dC (batch, N, L) fp32, dD (D,) fp32, dbias (D,) fp32)."""
+              has_bias: bool, has_D: bool, softplus: bool, uscale: Optional[Tensor] = None) -> _Partials:
+    """Gradient buffers of a scan from the chunk-entry states ``hin`` (``hin[:, 0]``: its initial
+    state), given ``dy``; the input was ``u * uscale`` when that is given."""
     batch, channels, length = u.shape
     d_state = prep.A.shape[1]
     NC, Lp, NP = prep.NC, prep.Lp, prep.NP
     f32 = dict(device=u.device, dtype=torch.float32)
     n_dblk = triton.cdiv(channels, cfg.bwd_block_d)
     grid = (NC, n_dblk, batch)
-    common = dict(N=d_state, NP=NP, TT=cfg.bwd_tile, BLOCK_D=cfg.bwd_block_d, HAS_BIAS=has_bias,
-                  SOFTPLUS=softplus, num_warps=cfg.bwd_warps)
+    kw = _launch_kw(prep, cfg, has_bias, softplus, backward=True)
     sA = (prep.A.stride(0), prep.A.stride(1))
     lo = torch.empty(batch, NC, d_state, channels, **f32)
     _bwd_chunk_adjoint[grid](delta, prep.bias, prep.A, prep.BC, dy, lo, length, channels, NC, Lp, cfg.chunk, *sA,
-                             *_strides3(delta), *_strides3(dy), NPOLY=cfg.npoly, **common)
-    gam = torch.empty(batch, NC + 1, d_state, channels, **f32)
-    _launch_carry(lo, S, prep.A, gam, reverse=True)
+                             *_strides3(delta), *_strides3(dy), NPOLY=cfg.npoly, **kw)
+    gam = _carry_states(lo, S, prep.A, reverse=True)
     Wf = torch.empty(batch, channels, Lp, **f32)
     Pfin = torch.empty(batch, NC, d_state, channels, **f32)
     SdtP = torch.empty_like(Pfin)
     dCp = torch.empty(n_dblk, batch, Lp, NP, **f32)
-    _bwd_chunk_forward[grid](u, delta, prep.bias, prep.A, prep.BC, dy, hin, Wf, Pfin, SdtP, dCp, batch, length,
-                             channels, NC, Lp, cfg.chunk, *sA, *_strides3(u), *_strides3(delta), *_strides3(dy),
-                             NPOLY=0, RED=cfg.red, **common)
-    du = torch.empty(u.shape, device=u.device, dtype=u.dtype)
-    ddelta = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
-    dBp = torch.empty_like(dCp)
-    dAp = torch.empty_like(Pfin)
-    dDp = torch.empty(batch, NC, channels, **f32)
-    dbp = torch.empty_like(dDp)
-    _bwd_chunk_reverse[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, dy, hin, gam, Wf, Pfin, SdtP, S, du,
-                             ddelta, dBp, dAp, dDp, dbp, batch, length, channels, NC, Lp, cfg.chunk, *sA, *_strides3(u),
-                             *_strides3(delta), *_strides3(dy), *_strides3(du), *_strides3(ddelta), HAS_D=has_D,
-                             NPOLY=0, RED=cfg.red, **common)
-    dA = dAp.sum((0, 1)).t()  # (D, N)
-    dB = dBp.sum(0)[:, :length, :d_state].transpose(1, 2)
-    dC = dCp.sum(0)[:, :length, :d_state].transpose(1, 2)
-    return du, ddelta, dA, dB, dC, dDp.sum((0, 1)), dbp.sum((0, 1))
+    _bwd_chunk_forward[grid](u, delta, prep.bias, prep.A, prep.BC, prep.A if uscale is None else uscale, dy, hin, Wf,
+                             Pfin, SdtP, dCp, batch, length, channels, NC, Lp, cfg.chunk, *sA, *_strides3(u),
+                             *_strides3(delta), *_strides3(dy), NPOLY=0, RED=cfg.red, HAS_USCALE=uscale is not None,
+                             **kw)
+    out = _Partials(torch.empty(u.shape, device=u.device, dtype=u.dtype),
+                    torch.empty(delta.shape, device=u.device, dtype=delta.dtype), torch.empty_like(Pfin),
+                    torch.empty_like(dCp), dCp, torch.empty(batch, NC, channels, **f32),
+                    torch.empty(batch, NC, channels, **f32),
+                    None if uscale is None else torch.empty(batch, NC, channels, **f32), gam)
+    _reverse_walk(out, u, delta, prep, hin, gam, S, cfg, kw, dy=dy, W=(Wf, Pfin, SdtP), has_D=has_D, uscale=uscale)
+    return out
+
+
+def _reverse_walk(out: _Partials, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, gam: Tensor, S: Tensor,
+                  cfg: ScanConfig, kw: dict, dy: Optional[Tensor] = None, W: Optional[tuple] = None,
+                  has_D: bool = False, uscale: Optional[Tensor] = None, ddt_const: Optional[Tensor] = None,
+                  accumulate: bool = False) -> None:
+    """``_bwd_chunk_reverse`` into ``out``'s buffers. Without ``dy`` only the final state's adjoint
+    (carried in ``gam``) acts: no output terms, the forward walk's ``W = (Wf, Pfin, SdtP)`` unused."""
+    batch, channels, length = u.shape
+    has_dy = dy is not None
+    unused = prep.A  # pointer for the arguments a variant never reads
+    Wf, Pfin, SdtP = W if has_dy else (unused, unused, unused)
+    grid = (prep.NC, triton.cdiv(channels, cfg.bwd_block_d), batch)
+    _bwd_chunk_reverse[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, unused if uscale is None else uscale,
+                             unused if ddt_const is None else ddt_const, dy if has_dy else u, hin, gam, Wf, Pfin, SdtP,
+                             S, out.du, out.ddelta, out.dBp, out.dAp, out.dDp, out.dbp,
+                             out.dDp if out.dsp is None else out.dsp, batch, length, channels, prep.NC, prep.Lp,
+                             cfg.chunk, prep.A.stride(0), prep.A.stride(1), *_strides3(u), *_strides3(delta),
+                             *_strides3(dy if has_dy else u), *_strides3(out.du), *_strides3(out.ddelta),
+                             HAS_D=has_D and has_dy, NPOLY=0, RED=cfg.red, HAS_USCALE=uscale is not None,
+                             HAS_DY=has_dy, HAS_DSX=ddt_const is not None, ACCUM=accumulate, **kw)
+
+
+def _reduce(p: _Partials, length: int, d_state: int) -> Tuple[Tensor, ...]:
+    """(dA (D, N), dB, dC (batch, N, L), dD (D,), dbias (D,)) fp32 from the partial sums."""
+    dA = p.dAp.sum((0, 1)).t()
+    dB = p.dBp.sum(0)[:, :length, :d_state].transpose(1, 2)
+    dC = p.dCp.sum(0)[:, :length, :d_state].transpose(1, 2)
+    return dA, dB, dC, p.dDp.sum((0, 1)), p.dbp.sum((0, 1))
 
 
 class _TritonScanFunction(torch.autograd.Function):
@@ -723,7 +915,9 @@ class _TritonScanFunction(torch.autograd.Function):
         u, delta, A, B, C, D, delta_bias, hin, S, BC = ctx.saved_tensors
         cfg, flags = ctx.config
         prep = _prepare(u, A, B, C, D, delta_bias, cfg, BC)
-        du, ddelta, dA, dB, dC, dD, dbias = _backward(dy, u, delta, prep, hin, S, cfg, *flags)
+        p = _backward(dy, u, delta, prep, hin, S, cfg, *flags)
+        du, ddelta = p.du, p.ddelta
+        dA, dB, dC, dD, dbias = _reduce(p, u.shape[2], A.shape[1])
         needs = ctx.needs_input_grad
         return (du if needs[0] else None, ddelta if needs[1] else None, dA.to(A.dtype) if needs[2] else None,
                 dB.to(B.dtype) if needs[3] else None, dC.to(C.dtype) if needs[4] else None,
@@ -767,4 +961,108 @@ def triton_selective_scan(u: Tensor,
         return _forward(u, delta, prep, cfg, delta_bias is not None, D is not None, bool(delta_softplus))[0]
 
 
-__all__ = ['triton_selective_scan', 'triton_unavailable', 'default_config', 'ScanConfig', 'INTERPRETED']
+# ----------------------------------------------------------------------------- Cycle-scan
+def _cycle_forward(u: Tensor, delta: Tensor, prep: _Prepared, gamma: Tensor, cfg: ScanConfig, has_bias: bool,
+                   has_D: bool, softplus: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """y, h_in of the copy from zero, h_in of the weighted scan, S, Gamma (see :func:`triton_cycle_selective_scan`)."""
+    local, S = _chunk_states(u, delta, prep, cfg, has_bias, softplus)  # the one pass over the states
+    hin_copy, hin = torch.empty(2, *local.shape[:1], local.shape[1] + 1, *local.shape[2:], device=u.device,
+                                dtype=torch.float32).unbind(0)
+    nd = local.shape[2] * local.shape[3]
+    scale = torch.empty(u.shape[1], device=u.device, dtype=torch.float32)  # Gamma: the weighted scan's input is Gamma u
+    _cycle_carry[_carry_grid(local)](local, S, prep.A, gamma, hin_copy, hin, scale, prep.NC, nd, u.shape[1],
+                                     gamma.shape[1], prep.A.stride(0), prep.A.stride(1), gamma.stride(0),
+                                     gamma.stride(1), CB=CARRY_CHUNKS, BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
+    y = _chunk_outputs(u, delta, prep, hin, cfg, has_bias, has_D, softplus, uscale=scale)
+    return y, hin_copy, hin, S, scale
+
+
+class _TritonCycleScanFunction(torch.autograd.Function):
+    """Forward: one states pass, both carries in one kernel, one output pass over a single copy.
+
+    Backward: the weighted scan's gradients (input Gamma u, initial state G); G's backward and the
+    copy's adjoint carried back from its final state (one small kernel); then the copy's
+    final-state gradient, a reverse walk only, accumulated into the same buffers.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, gamma, delta_softplus, cfg):
+        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
+        flags = (delta_bias is not None, D is not None, bool(delta_softplus))
+        y, hin_copy, hin, S, scale = _cycle_forward(u, delta, prep, gamma, cfg, *flags)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, gamma, hin_copy, hin, S, scale, prep.BC)
+        ctx.config = (cfg, flags)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        u, delta, A, B, C, D, delta_bias, gamma, hin_copy, hin, S, scale, BC = ctx.saved_tensors
+        cfg, flags = ctx.config
+        prep = _prepare(u, A, B, C, D, delta_bias, cfg, BC)
+        p = _backward(dy, u, delta, prep, hin, S, cfg, *flags, uscale=scale)
+        batch, NC, d_state, channels = S.shape[0], prep.NC, A.shape[1], u.shape[1]
+        f32 = dict(device=u.device, dtype=torch.float32)
+        gam_copy = torch.empty(batch, NC + 1, d_state, channels, **f32)
+        dAG, dSG = torch.empty(2, batch, d_state, channels, **f32).unbind(0)
+        dgam = torch.empty(batch, d_state, channels, gamma.shape[1], **f32)
+        _cycle_carry_bwd[_carry_grid(gam_copy)](S, prep.A, gamma, hin_copy, p.gam, gam_copy, dAG, dSG, dgam, NC,
+                                                d_state * channels, channels, gamma.shape[1], A.stride(0), A.stride(1),
+                                                gamma.stride(0), gamma.stride(1), CB=CARRY_CHUNKS, BLK=CARRY_BLOCK,
+                                                num_warps=CARRY_WARPS)
+        _reverse_walk(p, u, delta, prep, hin_copy, gam_copy, S, cfg,
+                      _launch_kw(prep, cfg, flags[0], flags[2], backward=True), ddt_const=dSG.sum(1),
+                      accumulate=True)
+        dA, dB, dC, dD, dbias = _reduce(p, u.shape[2], d_state)
+        grads = (p.du, p.ddelta, (dA + dAG.sum(0).t()).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+                 None if D is None else dD.to(D.dtype), None if delta_bias is None else dbias.to(delta_bias.dtype),
+                 (dgam.sum((0, 1)) + p.dsp.sum((0, 1))[:, None]).to(gamma.dtype))
+        return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:8])) + (None, None)
+
+
+def triton_cycle_selective_scan(u: Tensor,
+                                delta: Tensor,
+                                A: Tensor,
+                                B: Tensor,
+                                C: Tensor,
+                                D: Optional[Tensor],
+                                delta_bias: Optional[Tensor],
+                                gamma: Tensor,
+                                delta_softplus: bool = True,
+                                chunk_size: Optional[int] = None,
+                                num_warps: Optional[int] = None) -> Tensor:
+    """Cycle-scan's scan: one selective scan over R copies of a sequence, copies weighted and summed.
+
+    Equals ``sum_r gamma[:, r] * y_r`` where ``y_r`` is the r-th copy of the scan over
+    ``[x; x; ...; x]`` (R copies), but costs two passes over one copy instead of two over R:
+    the state entering copy r is ``H_r`` (``H_1 = 0``, ``H_{r+1} = M H_r + h_end`` with ``h_end`` the
+    copy's final state from zero and ``M = exp(A sum(dt))`` its total decay) and the scan is linear, so
+    ``sum_r gamma_r h^(r)_t = Gamma h_t + P_t G`` with ``Gamma = sum_r gamma_r``, ``G = sum_r gamma_r H_r``
+    and ``P_t`` the decay from the copy's start: one scan of one copy with input ``Gamma u`` from
+    the initial state ``G``. Its chunk-local states are Gamma
+    times the copy's own, so a single states pass serves both carries.
+
+    Args: as :func:`triton_selective_scan` for one copy (``u, delta`` (batch, D, L), ``B, C``
+        (batch, N, L)), plus ``gamma`` (D, R) copy weights.
+
+    Returns:
+        Tensor: (batch, D, L) in ``u``'s dtype.
+    """
+    from .mamba_ssm import ScanBackendUnavailableError  # noqa: PLC0415
+    reason = triton_unavailable(u)
+    if reason is not None:
+        raise ScanBackendUnavailableError(reason)
+    cfg = default_config(u, A.shape[1], chunk_size, num_warps)
+    with torch.autocast(u.device.type, enabled=False):
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                           for t in (u, delta, A, B, C, D, delta_bias, gamma)):
+            return _TritonCycleScanFunction.apply(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus, cfg)
+        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
+        return _cycle_forward(u, delta, prep, gamma, cfg, delta_bias is not None, D is not None,
+                              bool(delta_softplus))[0]
+
+
+__all__ = [
+    'triton_selective_scan', 'triton_cycle_selective_scan', 'triton_unavailable',
+    'default_config', 'ScanConfig', 'INTERPRETED'
+]
