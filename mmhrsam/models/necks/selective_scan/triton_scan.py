@@ -296,7 +296,7 @@ if triton is not None:
                 sel = tt[:, None] == j
                 dt_j = _pick(dt, sel)
                 dtu_j = _pick(dtu, sel)
-                Bj = tl.load(bc_base + (t0 + tb + j) * (2 * NP))
+                Bj = tl.load(bc_base + (t0 + tb + j) * (2 * NP)).to(tl.float32)
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
         out = pb * NC + pc
         _store_rows(local_ptr + out * N * D, h, d, dmask, D, n, N)
@@ -348,8 +348,8 @@ if triton is not None:
                 dt_j = _pick(dt, sel)
                 dtu_j = _pick(dtu, sel)
                 bc = bc_base + (t0 + tb + j) * (2 * NP)
-                Bj = tl.load(bc)
-                Cj = tl.load(bc + NP)
+                Bj = tl.load(bc).to(tl.float32)
+                Cj = tl.load(bc + NP).to(tl.float32)
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
                 y_j = tl.sum(h * Cj[:, None], axis=0)
                 ytile = tl.where(sel, ytile + y_j[None, :], ytile)
@@ -512,7 +512,7 @@ if triton is not None:
                 sel = tt[:, None] == (TT - 1 - jj)
                 dt_j = _pick(dt, sel)
                 dy_j = _pick(dy, sel)
-                Cj = tl.load(c_base + (t0 + tb + TT - 1 - jj) * (2 * NP))
+                Cj = tl.load(c_base + (t0 + tb + TT - 1 - jj) * (2 * NP)).to(tl.float32)
                 g = Cj[:, None] * dy_j[None, :] + ga
                 ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
         _store_rows(lo_ptr + (pb * NC + pc) * N * D, ga, d, dmask, D, n, N)
@@ -572,8 +572,8 @@ if triton is not None:
                 dtu_j = _pick(dtu, sel)
                 dy_j = _pick(dy, sel)
                 bc = bc_base + (t0 + tb + j) * (2 * NP)
-                Bj = tl.load(bc)
-                Cj = tl.load(bc + NP)
+                Bj = tl.load(bc).to(tl.float32)
+                Cj = tl.load(bc + NP).to(tl.float32)
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
                 q = dy_j[None, :] * h
                 tl.store(dc_base + (t0 + tb + j) * NP, _dsum(q, ones, RED))
@@ -671,9 +671,9 @@ if triton is not None:
                 dt_j = _pick(dt, sel)
                 dtu_j = _pick(dtu, sel)
                 bc = bc_base + (t0 + tb + TT - 1 - jj) * (2 * NP)
-                Bj = tl.load(bc)
+                Bj = tl.load(bc).to(tl.float32)
                 if HAS_DY:
-                    Cj = tl.load(bc + NP)
+                    Cj = tl.load(bc + NP).to(tl.float32)
                     g = Cj[:, None] * _pick(dy, sel)[None, :] + ga
                 else:
                     g = ga
