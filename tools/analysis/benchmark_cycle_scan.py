@@ -49,6 +49,9 @@ def parse_args():
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--no-check', action='store_true', help='skip the correctness checks')
     p.add_argument('--no-plain', action='store_true', help='skip timing the plain scan of the repeated sequence')
+    p.add_argument('--sweep', default=None,
+                   help='JSON list of launch overrides for the periodic forward, e.g. \'[{"num_warps": 1}]\' '
+                   '(times only those, eager and graph, fp32 and bf16, then exits)')
     return p.parse_args()
 
 
@@ -119,6 +122,20 @@ def timings(results: dict, warmup: int, repeats: int, plain: bool) -> None:
                 torch.cuda.empty_cache()
 
 
+def sweep(results: dict, configs: list, warmup: int, repeats: int) -> None:
+    from mmhrsam.models.necks.selective_scan.triton_scan import triton_cycle_selective_scan
+    for dtype in (torch.float32, torch.bfloat16):
+        args = make_inputs(LENGTHS[0], dtype, seed=5)
+        for cfg in [{}] + configs:
+            def fn(*a, cfg=cfg):
+                return triton_cycle_selective_scan(*a, **cfg)
+            row = dict(cfg, dtype=str(dtype).replace('torch.', ''),
+                       fwd_ms=bs.time_ms(bs.call(fn, args, False), warmup, repeats),
+                       fwd_graph_ms=bs.graph_ms(bs.call(fn, args, False), repeats))
+            results['sweep'].append(row)
+            bs.log(f'  {row}')
+
+
 def profile(results: dict) -> None:
     from torch.profiler import ProfilerActivity, profile as torch_profile
     args = make_inputs(LENGTHS[0], torch.bfloat16, seed=3)
@@ -164,6 +181,13 @@ def main():
                    checks={}, timings=[], targets={})
     bs.log(f'{dev.name} ({dev.multi_processor_count} SMs), torch {torch.__version__}, triton {triton.__version__}')
     t0 = time.time()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    if args.sweep:
+        results['sweep'] = []
+        sweep(results, json.loads(args.sweep), args.warmup, args.repeats)
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
+        return
     if not args.no_check:
         bs.log('== correctness at full size')
         check(results)
@@ -174,7 +198,6 @@ def main():
     bs.log('== targets (periodic op, L = 3 x L0)')
     verdicts(results)
     results['seconds'] = time.time() - t0
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=1)
     bs.log(f'wrote {args.out} ({results["seconds"]:.0f} s)')
