@@ -95,10 +95,14 @@ def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, nu
 
     * ``tile``: one 16-byte vector of tokens per thread (4 fp32 / 8 bf16), the widest tile whose
       (tile, BLOCK_D) load layout keeps the tile's tokens inside one thread.
-    * ``fwd_warps`` 2 (64 channels per program, ~140 registers: ~7 programs per SM).
-    * ``chunk``: about 16 forward programs per SM (power of two in [64, 512]); shorter chunks
-      only add carry work, longer ones leave SMs idle at the tail and lengthen the sums of the
-      backward identity.
+    * ``fwd_warps`` 1 (32 channels per program, 128-152 registers): measured on the H100 against
+      2 and 4 warps (``tools/analysis/benchmark_cycle_scan.py --sweep``): the periodic forward at
+      L0 = 16,384 takes 0.35 / 0.39 ms (bf16 / fp32 device time) against 0.46 / 0.60 with 2 warps.
+    * ``chunk``: about 32 programs of 32 channels per SM (power of two in [64, 512]), the grid of
+      the one-warp backward walks, whose chunking must match the forward's saved states; shorter
+      chunks only add carry work, longer ones leave SMs idle at the tail and lengthen the sums of
+      the backward identity (H100, periodic op at L0 = 16,384: chunk 128 gives the walks 1.63 ms,
+      chunk 256 2.04 ms).
     * ``red``: env ``MMHRSAM_SCAN_RED``; default 1 (tf32 MMA) for 16-bit inputs, 2 (split tf32,
       ~fp32 accurate) for fp32 inputs, 0 when N < 16 (see ``_dsum``).
     * ``npoly``: env ``MMHRSAM_SCAN_NPOLY`` as ``"STATE[,OUT]"`` (default 0, 0): how many of the N
@@ -110,7 +114,7 @@ def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, nu
     """
     batch, channels, length = u.shape
     tile = max(1, 16 // u.element_size())
-    fwd_warps = num_warps or int(os.environ.get('MMHRSAM_SCAN_WARPS', 2))
+    fwd_warps = num_warps or int(os.environ.get('MMHRSAM_SCAN_WARPS', 1))
     fwd_block_d = block_d or 32 * fwd_warps
     bwd_block_d = block_d or 32 * BWD_NUM_WARPS
     if chunk_size is None:
@@ -118,8 +122,8 @@ def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, nu
         if env:
             chunk_size = int(env)
         else:
-            programs_wanted = 16 * _num_sms(u.device)
-            per_program = length * batch * math.ceil(channels / fwd_block_d) / programs_wanted
+            programs_wanted = 32 * _num_sms(u.device)
+            per_program = length * batch * math.ceil(channels / 32) / programs_wanted
             chunk_size = int(min(512, max(64, 2**round(math.log2(max(per_program, 1))))))
             chunk_size = min(chunk_size, max(tile, 2**math.ceil(math.log2(max(length, 1)))))
     bwd_tile = min(tile, 4)
