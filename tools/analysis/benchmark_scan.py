@@ -18,6 +18,10 @@ the chunked backend's slow backward):
    pass; the chunked design makes two passes forward, five backward) and ~3 TB/s;
 5. the targets, printed PASS / MISS, a compact table, and everything as JSON (``--out``).
 
+This times the plain scan of a sequence of length L. Cycle-scan's own call (three copies of one
+sequence, weighted) runs as a periodic op that meets the scan targets:
+``tools/analysis/benchmark_cycle_scan.py``.
+
 Example::
 
     python tools/analysis/benchmark_scan.py --out $OUT/scan_h100.json
