@@ -408,45 +408,38 @@ def test_kernels_build_for_sm90_without_a_gpu():
     build(mod._cycle_carry_bwd, dict(CB=16, BLK=256), 4)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-def test_cuda_matches_chunked(dtype):
-    from mmhrsam.models.necks.selective_scan import chunked_selective_scan, resolve_scan_backend, selective_scan
+def compare_on_cuda(fns, args, names, dtype):
+    """Output and input gradients of each fn in ``fns`` on the same CUDA inputs and output gradient agree."""
     from mmhrsam.models.necks.selective_scan import triton_scan
     if triton_scan.INTERPRETED:
         pytest.skip('kernels were defined for the interpreter')
-    args = [t.cuda() for t in make_inputs(2, 96, 32, 3000, seed=1, dtype=dtype)]
-    assert resolve_scan_backend('auto', args[0]) == 'triton'
     grad_out = torch.randn(args[0].shape, device='cuda', generator=torch.Generator('cuda').manual_seed(0))
     results = []
-    for backend in ('triton', 'chunked'):
+    for fn in fns:
         leaves = [t.clone().requires_grad_() for t in args]
-        fn = chunked_selective_scan if backend == 'chunked' else lambda *a: selective_scan(*a, backend='triton')
         y = fn(*leaves)
         y.backward(grad_out.to(y.dtype))
         results.append([y.detach()] + [t.grad for t in leaves])
     rel = 1e-4 if dtype == torch.float32 else 3e-2
-    for name, a, b in zip(('y', ) + ARG_NAMES, *results):
+    for name, a, b in zip(('y', ) + names, *results):
         assert_close(a.float(), b.float(), rel, name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_cuda_matches_chunked(dtype):
+    from mmhrsam.models.necks.selective_scan import chunked_selective_scan, resolve_scan_backend, selective_scan
+    args = [t.cuda() for t in make_inputs(2, 96, 32, 3000, seed=1, dtype=dtype)]
+    assert resolve_scan_backend('auto', args[0]) == 'triton'
+    compare_on_cuda((lambda *a: selective_scan(*a, backend='triton'), chunked_selective_scan), args, ARG_NAMES, dtype)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_cuda_cycle_scan_matches_repeat(dtype):
     from mmhrsam.models.necks.selective_scan import cycle_selective_scan, repeat_cycle_selective_scan
-    from mmhrsam.models.necks.selective_scan import triton_scan
-    if triton_scan.INTERPRETED:
-        pytest.skip('kernels were defined for the interpreter')
     args = [t.cuda() for t in make_inputs(2, 96, 32, 1500, seed=6, dtype=dtype)]
     args.append(1 + 0.3 * torch.randn(96, 3, device='cuda'))
-    grad_out = torch.randn(args[0].shape, device='cuda', generator=torch.Generator('cuda').manual_seed(0))
-    results = []
-    for fn in (lambda *a: cycle_selective_scan(*a, backend='triton'),
-               lambda *a: repeat_cycle_selective_scan(*a, backend='chunked')):
-        leaves = [t.clone().requires_grad_() for t in args]
-        y = fn(*leaves)
-        y.backward(grad_out.to(y.dtype))
-        results.append([y.detach()] + [t.grad for t in leaves])
-    rel = 1e-4 if dtype == torch.float32 else 3e-2
-    for name, a, b in zip(('y', ) + ARG_NAMES + ('gamma', ), *results):
-        assert_close(a.float(), b.float(), rel, name)
+    compare_on_cuda((lambda *a: cycle_selective_scan(*a, backend='triton'),
+                     lambda *a: repeat_cycle_selective_scan(*a, backend='chunked')), args, ARG_NAMES + ('gamma', ),
+                    dtype)
