@@ -64,7 +64,7 @@ def make_inputs(length: int, dtype: torch.dtype, seed: int = 0):
 
 
 def periodic(*args):
-    from mmhrsam.models.necks.selective_scan.triton_scan import triton_cycle_selective_scan
+    from mmhrsam.models.necks.selective_scan.triton_cycle_scan import triton_cycle_selective_scan
     return triton_cycle_selective_scan(*args)
 
 
@@ -123,7 +123,7 @@ def timings(results: dict, warmup: int, repeats: int, plain: bool) -> None:
 
 
 def sweep(results: dict, configs: list, warmup: int, repeats: int) -> None:
-    from mmhrsam.models.necks.selective_scan.triton_scan import triton_cycle_selective_scan
+    from mmhrsam.models.necks.selective_scan.triton_cycle_scan import triton_cycle_selective_scan
     for dtype in (torch.float32, torch.bfloat16):
         args = make_inputs(LENGTHS[0], dtype, seed=5)
         for cfg in [{}] + configs:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 MODULE = 'mmhrsam.models.necks.selective_scan.triton_scan'
+CYCLE_MODULE = 'mmhrsam.models.necks.selective_scan.triton_cycle_scan'
 PACKAGE = 'mmhrsam.models.necks.selective_scan'
 ARG_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
 
@@ -83,6 +84,12 @@ def ts():
     except Exception as e:  # noqa: BLE001
         pytest.skip(f'triton interpreter cannot run here: {type(e).__name__}: {e}')
     return mod
+
+
+@pytest.fixture(scope='module')
+def tc(ts):
+    """``triton_cycle_scan`` (the periodic op), kernels defined for the interpreter."""
+    return importlib.import_module(CYCLE_MODULE)
 
 
 @not_interp
@@ -261,13 +268,13 @@ CYCLE_CASES = [(2, 5, 4, 13, 4, 3), (1, 4, 8, 24, 8, 2), (1, 3, 4, 10, 4, 1), (1
 
 @interp
 @pytest.mark.parametrize('batch,channels,d_state,length,chunk,copies', CYCLE_CASES)
-def test_cycle_scan_matches_loop_over_copies(ts, batch, channels, d_state, length, chunk, copies):
+def test_cycle_scan_matches_loop_over_copies(tc, batch, channels, d_state, length, chunk, copies):
     """The periodic op equals the loop over the repeated sequence: output and all gradients, gamma's included."""
     args = make_inputs(batch, channels, d_state, length, seed=length + copies)
     args[2] = args[2] / 4  # slower decays: the state carried over copy boundaries matters
     gamma = 1 + 0.5 * torch.randn(channels, copies, generator=torch.Generator().manual_seed(copies))
     ours = [t.clone().requires_grad_() for t in args + [gamma]]
-    y = ts.triton_cycle_selective_scan(*ours, chunk_size=chunk)
+    y = tc.triton_cycle_selective_scan(*ours, chunk_size=chunk)
     assert y.shape == (batch, channels, length) and y.dtype == torch.float32
     ref = [t.double().requires_grad_() for t in args + [gamma]]
     expected = loop_cycle(*ref)
@@ -281,16 +288,20 @@ def test_cycle_scan_matches_loop_over_copies(ts, batch, channels, d_state, lengt
 
 
 @interp
-def test_cycle_scan_launches(ts, monkeypatch):
+def test_cycle_scan_launches(ts, tc, monkeypatch):
     """The periodic op's kernels, each interpreted: one states pass, one carry kernel, one output pass forward;
     the weighted scan's four backward kernels, G's backward, and one more reverse walk."""
+    from triton.runtime.interpreter import InterpretedFunction
     names = ('_fwd_chunk_state', '_carry', '_cycle_carry', '_fwd_chunk_out', '_bwd_chunk_adjoint',
              '_bwd_chunk_forward', '_bwd_chunk_reverse', '_cycle_carry_bwd')
-    spies = {name: _Spy(getattr(ts, name)) for name in names}
-    for name, spy in spies.items():
-        monkeypatch.setattr(ts, name, spy)
+    spies = {}
+    for name in names:
+        mod = tc if name.startswith('_cycle') else ts
+        assert isinstance(getattr(mod, name), InterpretedFunction), name
+        spies[name] = _Spy(getattr(mod, name))
+        monkeypatch.setattr(mod, name, spies[name])
     args = [t.requires_grad_() for t in make_inputs(1, 3, 2, 10) + [torch.ones(3, 3)]]
-    ts.triton_cycle_selective_scan(*args, chunk_size=4).sum().backward()
+    tc.triton_cycle_selective_scan(*args, chunk_size=4).sum().backward()
     assert {k: s.launches for k, s in spies.items()} == {
         '_fwd_chunk_state': 1, '_carry': 1, '_cycle_carry': 1, '_fwd_chunk_out': 1, '_bwd_chunk_adjoint': 1,
         '_bwd_chunk_forward': 1, '_bwd_chunk_reverse': 2, '_cycle_carry_bwd': 1}  # yapf: disable
@@ -404,8 +415,9 @@ def test_kernels_build_for_sm90_without_a_gpu():
         build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=False, RED=red, **final_state), 1, dtype)
     for reverse in (False, True):
         build(mod._carry, dict(REVERSE=reverse, CB=16, BLK=256), 4)
-    build(mod._cycle_carry, dict(CB=16, BLK=256), 4)
-    build(mod._cycle_carry_bwd, dict(CB=16, BLK=256), 4)
+    cycle = importlib.import_module(CYCLE_MODULE)
+    build(cycle._cycle_carry, dict(CB=16, BLK=256), 4)
+    build(cycle._cycle_carry_bwd, dict(CB=16, BLK=256), 4)
 
 
 def compare_on_cuda(fns, args, names, dtype):

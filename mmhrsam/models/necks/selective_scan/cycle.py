@@ -5,7 +5,7 @@ r-th copy of ``selective_scan`` over ``[u; u; ...; u]``. Every backend computes 
 repeating the inputs (:func:`repeat_cycle_selective_scan`, the definition), except ``triton``,
 which uses the period: the state entering each copy follows from one copy's final state and
 total decay, so the whole thing is two passes over one copy instead of two over R copies
-(:func:`.triton_scan.triton_cycle_selective_scan`).
+(:func:`.triton_cycle_scan.triton_cycle_selective_scan`).
 """
 from typing import Optional
 
@@ -68,7 +68,7 @@ def cycle_selective_scan(u: Tensor,
         raise ValueError(f'gamma must be (D={u.shape[1]}, R >= 1), got {tuple(gamma.shape)}')
     name = resolve_scan_backend(backend, u)
     if name == 'triton':
-        from .triton_scan import triton_cycle_selective_scan  # noqa: PLC0415  lazy: imports triton
+        from .triton_cycle_scan import triton_cycle_selective_scan  # noqa: PLC0415  lazy: imports triton
         return triton_cycle_selective_scan(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus)
     return repeat_cycle_selective_scan(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus, backend=name)
 
