@@ -117,8 +117,9 @@ class _TritonCycleScanFunction(torch.autograd.Function):
     def backward(ctx, dy):
         u, delta, A, B, C, D, delta_bias, gamma, hin_copy, hin, S, scale, BC = ctx.saved_tensors
         cfg, flags = ctx.config
+        has_bias, _, softplus = flags
         prep = _prepare(u, A, B, C, D, delta_bias, cfg, BC)
-        p = _backward(dy, u, delta, prep, hin, S, cfg, *flags, uscale=scale)
+        p = _backward(dy, u, delta, prep, hin, S, cfg, *flags, uscale=scale)  # the weighted scan
         batch, NC, d_state, channels = S.shape[0], prep.NC, A.shape[1], u.shape[1]
         f32 = dict(device=u.device, dtype=torch.float32)
         gam_copy = torch.empty(batch, NC + 1, d_state, channels, **f32)
@@ -128,8 +129,9 @@ class _TritonCycleScanFunction(torch.autograd.Function):
                                                 d_state * channels, channels, gamma.shape[1], A.stride(0), A.stride(1),
                                                 gamma.stride(0), gamma.stride(1), CB=CARRY_CHUNKS, BLK=CARRY_BLOCK,
                                                 num_warps=CARRY_WARPS)
+        # the copy's final state: its adjoint only, d sum(dt) on every d dt, added to the weighted scan's
         _reverse_walk(p, u, delta, prep, hin_copy, gam_copy, S, cfg,
-                      _launch_kw(prep, cfg, flags[0], flags[2], backward=True), ddt_const=dSG.sum(1),
+                      _launch_kw(prep, cfg, has_bias, softplus, backward=True), ddt_const=dSG.sum(1),
                       accumulate=True)
         dA, dB, dC, dD, dbias = _reduce(p, u.shape[2], d_state)
         grads = (p.du, p.ddelta, (dA + dAG.sum(0).t()).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
@@ -157,11 +159,16 @@ def triton_cycle_selective_scan(u: Tensor,
     copy's final state from zero and ``M = exp(A sum(dt))`` its total decay) and the scan is linear, so
     ``sum_r gamma_r h^(r)_t = Gamma h_t + P_t G`` with ``Gamma = sum_r gamma_r``, ``G = sum_r gamma_r H_r``
     and ``P_t`` the decay from the copy's start: one scan of one copy with input ``Gamma u`` from
-    the initial state ``G``. Its chunk-local states are Gamma
-    times the copy's own, so a single states pass serves both carries.
+    the initial state ``G``. Its chunk-local states are Gamma times the copy's own, so a single
+    states pass serves both carries.
 
-    Args: as :func:`triton_selective_scan` for one copy (``u, delta`` (batch, D, L), ``B, C``
-        (batch, N, L)), plus ``gamma`` (D, R) copy weights.
+    Args:
+        u, delta, A, B, C, D, delta_bias, delta_softplus: as
+            :func:`.triton_scan.triton_selective_scan`, for one copy (``u, delta`` (batch, D, L),
+            ``B, C`` (batch, N, L)).
+        gamma (Tensor): (D, R) weight of each copy's output.
+        chunk_size (int, optional): launch override (tests, benchmarks), see ``default_config``.
+        num_warps (int, optional): launch override of the forward kernels.
 
     Returns:
         Tensor: (batch, D, L) in ``u``'s dtype.
