@@ -6,8 +6,8 @@ same gamma-weighted sum of the copies from one copy. This script, in one run:
 
 1. correctness at full size (batch 1, D = 768, N = 32, L0 = 16,384, R = 3, fp32 and bf16): the
    periodic op against the definition (repeat the inputs, triton's plain scan over L = 49,152,
-   weight and sum) for the output and all nine gradients, and its fp32 forward against the
-   float64 sequential reference on a channel slice;
+   weight and sum) for the output and all eight gradients (gamma's included), and its fp32
+   forward against the float64 sequential reference on a channel slice;
 2. timings (CUDA-event medians, warm-up excluded; forward also as a CUDA-graph replay) of the
    periodic op and of the plain triton scan over the repeated sequence (the kernel call alone,
    inputs already repeated, which is what SPEC's mamba-ssm figures time), forward and

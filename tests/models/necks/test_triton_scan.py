@@ -288,6 +288,59 @@ def test_cycle_scan_matches_loop_over_copies(tc, batch, channels, d_state, lengt
 
 
 @interp
+@pytest.mark.parametrize('case', ['optional_inputs_off', 'partial_grads', 'gamma_zeros', 'strided_gamma_many_chunks'])
+def test_cycle_scan_edge_cases(tc, case):
+    """No D / bias / softplus; gradients for some inputs only; gamma with zero columns and rows summing to
+    zero (Gamma = 0); a non-contiguous gamma with N = 3 (padded to 4), two channel blocks, several carry
+    programs and more than 16 chunks (the carry kernels loop over chunk blocks)."""
+    batch, channels, d_state, length, chunk = (2, 5, 4, 13, 4) if case != 'strided_gamma_many_chunks' else (1, 40, 3, 70, 4)
+    u, delta, A, B, C, D, bias = make_inputs(batch, channels, d_state, length, seed=21)
+    A = A / 4
+    gamma = 1 + 0.5 * torch.randn(channels, 3, generator=torch.Generator().manual_seed(5))
+    softplus = True
+    if case == 'optional_inputs_off':
+        D = bias = None
+        softplus = False
+        delta = delta.abs()  # dt = delta must stay >= 0 without softplus
+    elif case == 'gamma_zeros':
+        gamma[:, 0] = 0
+        gamma[:2] = torch.tensor([[0.0, 1.0, -1.0], [0.0, 0.0, 0.0]])
+    elif case == 'strided_gamma_many_chunks':
+        gamma = gamma.t().contiguous().t()  # strides (1, channels)
+    wants = [True] * 8 if case != 'partial_grads' else [False, True, False, True, False, False, True, True]
+    args = (u, delta, A, B, C, D, bias, gamma)
+    ours = [None if t is None else t.clone().requires_grad_(w) for t, w in zip(args, wants)]
+    y = tc.triton_cycle_selective_scan(*ours, delta_softplus=softplus, chunk_size=chunk)
+    ref = [None if t is None else t.double().requires_grad_(w) for t, w in zip(args, wants)]
+    copies, L = gamma.shape[1], length
+    y_rep = loop_scan(*[t.repeat(1, 1, copies) if t is not None and t.dim() == 3 else t for t in ref[:7]],
+                      delta_softplus=softplus)
+    expected = (y_rep.view(batch, channels, copies, L) * ref[7][None, :, :, None]).sum(2)
+    assert_close(y.detach(), expected.detach(), 1e-5, 'y')
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+    y.backward(grad_out)
+    expected.backward(grad_out.double())
+    for name, a, b in zip(ARG_NAMES + ('gamma', ), ours, ref):
+        if a is None:
+            continue
+        if a.requires_grad:
+            assert_close(a.grad, b.grad, 1e-4, f'grad of {name}')
+        else:
+            assert a.grad is None, name
+    with torch.no_grad():  # the forward-only path
+        assert_close(tc.triton_cycle_selective_scan(*ours, delta_softplus=softplus, chunk_size=chunk),
+                     expected.detach(), 1e-5, 'y without grad')
+
+
+@interp
+def test_cycle_scan_rejects_bad_gamma(tc):
+    args = make_inputs(1, 5, 4, 8)
+    for bad in (torch.ones(3, 3), torch.ones(5), torch.ones(5, 0)):
+        with pytest.raises(ValueError, match='gamma must be'):
+            tc.triton_cycle_selective_scan(*args, bad)
+
+
+@interp
 def test_cycle_scan_launches(ts, tc, monkeypatch):
     """The periodic op's kernels, each interpreted: one states pass, one carry kernel, one output pass forward;
     the weighted scan's four backward kernels, G's backward, and one more reverse walk."""
@@ -311,7 +364,7 @@ def test_cycle_scan_launches(ts, tc, monkeypatch):
 def test_cycle_scan_bf16_and_switch(ts):
     """bf16 inputs with fp32 gamma; ``cycle_selective_scan(backend='triton')`` takes the periodic op, others repeat."""
     from mmhrsam.models.necks.selective_scan import cycle_selective_scan
-    args = make_inputs(1, 4, 4, 20, seed=4, dtype=torch.bfloat16)
+    args = make_inputs(1, 4, 16, 32, seed=4, dtype=torch.bfloat16)  # N = 16: tf32 channel reductions
     gamma = torch.tensor([[1.0, 0.5, -0.25]]).repeat(4, 1)
     ours = [t.clone().requires_grad_() for t in args + [gamma]]
     y = cycle_selective_scan(*ours, backend='triton')
@@ -319,8 +372,9 @@ def test_cycle_scan_bf16_and_switch(ts):
     ref = [t.detach().double().requires_grad_() for t in args + [gamma]]
     expected = loop_cycle(*ref)
     assert_close(y.detach(), expected.detach(), 2e-2, 'y')
-    y.float().sum().backward()
-    expected.sum().backward()
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(2))
+    y.float().backward(grad_out)
+    expected.backward(grad_out.double())
     for name, a, b in zip(ARG_NAMES + ('gamma', ), ours, ref):
         assert a.grad.dtype == a.dtype, name
         assert_close(a.grad, b.grad, 3e-2, f'grad of {name}')

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from .triton_scan import (CARRY_BLOCK, CARRY_CHUNKS, CARRY_WARPS, ScanConfig, _backward, _carry_grid, _chunk_outputs,
-                          _chunk_states, _launch_kw, _Prepared, _prepare, _reduce, _reverse_walk, default_config,
-                          triton, triton_unavailable)
+                          _chunk_states, _launch_kw, _Partials, _Prepared, _prepare, _reduce, _reverse_walk,
+                          default_config, triton, triton_unavailable)
 
 if triton is not None:
     import triton.language as tl
@@ -84,15 +84,35 @@ def _cycle_forward(u: Tensor, delta: Tensor, prep: _Prepared, gamma: Tensor, cfg
                    has_D: bool, softplus: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """y, h_in of the copy from zero, h_in of the weighted scan, S, Gamma (see :func:`triton_cycle_selective_scan`)."""
     local, S = _chunk_states(u, delta, prep, cfg, has_bias, softplus)  # the one pass over the states
-    hin_copy, hin = torch.empty(2, *local.shape[:1], local.shape[1] + 1, *local.shape[2:], device=u.device,
-                                dtype=torch.float32).unbind(0)
-    nd = local.shape[2] * local.shape[3]
+    batch, NC, d_state, channels = local.shape
+    hin_copy, hin = torch.empty(2, batch, NC + 1, d_state, channels, device=u.device, dtype=torch.float32).unbind(0)
+    nd = d_state * channels
     scale = torch.empty(u.shape[1], device=u.device, dtype=torch.float32)  # Gamma: the weighted scan's input is Gamma u
     _cycle_carry[_carry_grid(local)](local, S, prep.A, gamma, hin_copy, hin, scale, prep.NC, nd, u.shape[1],
                                      gamma.shape[1], prep.A.stride(0), prep.A.stride(1), gamma.stride(0),
                                      gamma.stride(1), CB=CARRY_CHUNKS, BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
     y = _chunk_outputs(u, delta, prep, hin, cfg, has_bias, has_D, softplus, uscale=scale)
     return y, hin_copy, hin, S, scale
+
+
+def _copy_final_state_backward(p: _Partials, u: Tensor, delta: Tensor, prep: _Prepared, gamma: Tensor,
+                               hin_copy: Tensor, S: Tensor, cfg: ScanConfig, has_bias: bool,
+                               softplus: bool) -> Tuple[Tensor, Tensor]:
+    """Gradient through G (the weighted scan's initial state, ``p.gam[:, 0]``) into the copy's final
+    state: G's backward and the copy's adjoint carry (``_cycle_carry_bwd``), then the copy's reverse
+    walk, d sum(dt) on every d dt, added into ``p``'s buffers. Returns G's own dA (D, N) and d gamma (D, R)."""
+    batch, NC, d_state, channels = hin_copy.shape[0], prep.NC, prep.A.shape[1], u.shape[1]
+    f32 = dict(device=u.device, dtype=torch.float32)
+    gam_copy = torch.empty(batch, NC + 1, d_state, channels, **f32)
+    dAG, dSG = torch.empty(2, batch, d_state, channels, **f32).unbind(0)
+    dgam = torch.empty(batch, d_state, channels, gamma.shape[1], **f32)
+    _cycle_carry_bwd[_carry_grid(gam_copy)](S, prep.A, gamma, hin_copy, p.gam, gam_copy, dAG, dSG, dgam, NC,
+                                            d_state * channels, channels, gamma.shape[1], prep.A.stride(0),
+                                            prep.A.stride(1), gamma.stride(0), gamma.stride(1), CB=CARRY_CHUNKS,
+                                            BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
+    _reverse_walk(p, u, delta, prep, hin_copy, gam_copy, S, cfg, _launch_kw(prep, cfg, has_bias, softplus, backward=True),
+                  ddt_const=dSG.sum(1), accumulate=True)
+    return dAG.sum(0).t(), dgam.sum((0, 1))
 
 
 class _TritonCycleScanFunction(torch.autograd.Function):
@@ -119,24 +139,19 @@ class _TritonCycleScanFunction(torch.autograd.Function):
         cfg, flags = ctx.config
         has_bias, _, softplus = flags
         prep = _prepare(u, A, B, C, D, delta_bias, cfg, BC)
-        p = _backward(dy, u, delta, prep, hin, S, cfg, *flags, uscale=scale)  # the weighted scan
-        batch, NC, d_state, channels = S.shape[0], prep.NC, A.shape[1], u.shape[1]
-        f32 = dict(device=u.device, dtype=torch.float32)
-        gam_copy = torch.empty(batch, NC + 1, d_state, channels, **f32)
-        dAG, dSG = torch.empty(2, batch, d_state, channels, **f32).unbind(0)
-        dgam = torch.empty(batch, d_state, channels, gamma.shape[1], **f32)
-        _cycle_carry_bwd[_carry_grid(gam_copy)](S, prep.A, gamma, hin_copy, p.gam, gam_copy, dAG, dSG, dgam, NC,
-                                                d_state * channels, channels, gamma.shape[1], A.stride(0), A.stride(1),
-                                                gamma.stride(0), gamma.stride(1), CB=CARRY_CHUNKS, BLK=CARRY_BLOCK,
-                                                num_warps=CARRY_WARPS)
-        # the copy's final state: its adjoint only, d sum(dt) on every d dt, added to the weighted scan's
-        _reverse_walk(p, u, delta, prep, hin_copy, gam_copy, S, cfg,
-                      _launch_kw(prep, cfg, has_bias, softplus, backward=True), ddt_const=dSG.sum(1),
-                      accumulate=True)
-        dA, dB, dC, dD, dbias = _reduce(p, u.shape[2], d_state)
-        grads = (p.du, p.ddelta, (dA + dAG.sum(0).t()).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+        copies = gamma.shape[1]
+        # the weighted scan (input Gamma u from G); du, d delta kept in fp32 when the copy's walk adds to them
+        p = _backward(dy, u, delta, prep, hin, S, cfg, *flags, uscale=scale, fp32_grads=copies > 1)
+        dgamma = p.dsp.sum((0, 1))[:, None].expand(-1, copies)  # d Gamma
+        if copies > 1:  # with one copy G = 0: nothing flows through the copy's final state
+            dA_G, dgamma_G = _copy_final_state_backward(p, u, delta, prep, gamma, hin_copy, S, cfg, has_bias, softplus)
+            dgamma = dgamma + dgamma_G
+        dA, dB, dC, dD, dbias = _reduce(p, u.shape[2], A.shape[1])
+        if copies > 1:
+            dA = dA + dA_G
+        grads = (p.du.to(u.dtype), p.ddelta.to(delta.dtype), dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                  None if D is None else dD.to(D.dtype), None if delta_bias is None else dbias.to(delta_bias.dtype),
-                 (dgam.sum((0, 1)) + p.dsp.sum((0, 1))[:, None]).to(gamma.dtype))
+                 dgamma.to(gamma.dtype))
         return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:8])) + (None, None)
 
 
@@ -174,6 +189,8 @@ def triton_cycle_selective_scan(u: Tensor,
         Tensor: (batch, D, L) in ``u``'s dtype.
     """
     from .mamba_ssm import ScanBackendUnavailableError  # noqa: PLC0415
+    if gamma.dim() != 2 or gamma.shape[0] != u.shape[1] or gamma.shape[1] < 1:
+        raise ValueError(f'gamma must be (D={u.shape[1]}, R >= 1), got {tuple(gamma.shape)}')
     reason = triton_unavailable(u)
     if reason is not None:
         raise ScanBackendUnavailableError(reason)

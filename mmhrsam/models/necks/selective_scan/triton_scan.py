@@ -127,7 +127,7 @@ def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, nu
             chunk_size = int(env)
         else:
             programs_wanted = 32 * _num_sms(u.device)
-            per_program = length * batch * math.ceil(channels / 32) / programs_wanted
+            per_program = length * batch * math.ceil(channels / bwd_block_d) / programs_wanted
             chunk_size = int(min(512, max(64, 2**round(math.log2(max(per_program, 1))))))
             chunk_size = min(chunk_size, max(tile, 2**math.ceil(math.log2(max(length, 1)))))
     bwd_tile = min(tile, 4)
@@ -555,7 +555,9 @@ if triton is not None:
         HAS_DY False, no output gradient (only the final state's, through gam: the forward
         walk's P, W_f are zero and not read); HAS_DSX, a per-(sample, channel) constant added
         to every d dt (the gradient of sum_t dt_t); ACCUM, du, d delta and the dB, dA, d bias
-        partials are added to what the buffers hold (dD is left alone without HAS_DY).
+        partials are added to what the buffers hold, while dD (written only with HAS_DY) and the
+        input-scale partials (only with HAS_USCALE) are overwritten: ACCUM is meant for a walk
+        without either, after one with them.
         """
         pc = tl.program_id(0)
         pd = tl.program_id(1)
@@ -775,8 +777,8 @@ def _carry_states(local: Tensor, S: Tensor, A: Tensor, reverse: bool) -> Tensor:
 
 class _Partials(NamedTuple):
     """Gradient buffers of the backward kernels, before the reductions (:func:`_reduce`)."""
-    du: Tensor  # (batch, D, L) in u's dtype, final
-    ddelta: Tensor  # (batch, D, L) in delta's dtype, final
+    du: Tensor  # (batch, D, L) in u's dtype, or fp32 when a second walk accumulates into it
+    ddelta: Tensor  # (batch, D, L) likewise
     dAp: Tensor  # (batch, NC, N, D) per chunk
     dBp: Tensor  # (channel blocks, batch, Lp, NP) per channel block
     dCp: Tensor  # same
@@ -787,9 +789,11 @@ class _Partials(NamedTuple):
 
 
 def _backward(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, S: Tensor, cfg: ScanConfig,
-              has_bias: bool, has_D: bool, softplus: bool, uscale: Optional[Tensor] = None) -> _Partials:
+              has_bias: bool, has_D: bool, softplus: bool, uscale: Optional[Tensor] = None,
+              fp32_grads: bool = False) -> _Partials:
     """Gradient buffers of a scan from the chunk-entry states ``hin`` (``hin[:, 0]``: its initial
-    state), given ``dy``; the input was ``u * uscale`` when that is given."""
+    state), given ``dy``; the input was ``u * uscale`` when that is given. ``fp32_grads``: du and
+    d delta in fp32 (another walk will add to them; rounding once, at the end, keeps bf16 accurate)."""
     batch, channels, length = u.shape
     d_state = prep.A.shape[1]
     NC, Lp, NP = prep.NC, prep.Lp, prep.NP
@@ -810,8 +814,9 @@ def _backward(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor
                              Pfin, SdtP, dCp, batch, length, channels, NC, Lp, cfg.chunk, *sA, *_strides3(u),
                              *_strides3(delta), *_strides3(dy), NPOLY=0, RED=cfg.red, HAS_USCALE=uscale is not None,
                              **kw)
-    out = _Partials(torch.empty(u.shape, device=u.device, dtype=u.dtype),
-                    torch.empty(delta.shape, device=u.device, dtype=delta.dtype), torch.empty_like(Pfin),
+    out = _Partials(torch.empty(u.shape, device=u.device, dtype=torch.float32 if fp32_grads else u.dtype),
+                    torch.empty(delta.shape, device=u.device, dtype=torch.float32 if fp32_grads else delta.dtype),
+                    torch.empty_like(Pfin),
                     torch.empty_like(dCp), dCp, torch.empty(batch, NC, channels, **f32),
                     torch.empty(batch, NC, channels, **f32),
                     None if uscale is None else torch.empty(batch, NC, channels, **f32), gam)
