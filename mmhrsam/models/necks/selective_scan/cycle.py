@@ -14,6 +14,12 @@ from torch import Tensor
 from .switch import _check_shapes, resolve_scan_backend, selective_scan
 
 
+def check_gamma(gamma: Tensor, channels: int) -> None:
+    """Raise ValueError unless ``gamma`` is (channels, R) with R >= 1."""
+    if gamma.dim() != 2 or gamma.shape[0] != channels or gamma.shape[1] < 1:
+        raise ValueError(f'gamma must be (D={channels}, R >= 1), got {tuple(gamma.shape)}')
+
+
 def repeat_cycle_selective_scan(u: Tensor,
                                 delta: Tensor,
                                 A: Tensor,
@@ -64,8 +70,7 @@ def cycle_selective_scan(u: Tensor,
         Tensor: (batch, D, L) in ``u``'s dtype.
     """
     _check_shapes(u, delta, A, B, C, D, delta_bias)
-    if gamma.dim() != 2 or gamma.shape[0] != u.shape[1] or gamma.shape[1] < 1:
-        raise ValueError(f'gamma must be (D={u.shape[1]}, R >= 1), got {tuple(gamma.shape)}')
+    check_gamma(gamma, u.shape[1])
     name = resolve_scan_backend(backend, u)
     if name == 'triton':
         from .triton_cycle_scan import triton_cycle_selective_scan  # noqa: PLC0415  lazy: imports triton

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .cycle import check_gamma
 from .triton_scan import (CARRY_BLOCK, CARRY_CHUNKS, CARRY_WARPS, ScanConfig, _backward, _carry_grid, _chunk_outputs,
                           _chunk_states, _launch_kw, _Partials, _Prepared, _prepare, _reduce, _reverse_walk,
                           default_config, triton, triton_unavailable)
@@ -189,8 +190,7 @@ def triton_cycle_selective_scan(u: Tensor,
         Tensor: (batch, D, L) in ``u``'s dtype.
     """
     from .mamba_ssm import ScanBackendUnavailableError  # noqa: PLC0415
-    if gamma.dim() != 2 or gamma.shape[0] != u.shape[1] or gamma.shape[1] < 1:
-        raise ValueError(f'gamma must be (D={u.shape[1]}, R >= 1), got {tuple(gamma.shape)}')
+    check_gamma(gamma, u.shape[1])
     reason = triton_unavailable(u)
     if reason is not None:
         raise ScanBackendUnavailableError(reason)
