@@ -23,11 +23,12 @@ if triton is not None:
     from .triton_scan import _LN2, _carry_lanes, _carry_pass
 
     @triton.jit
-    def _cycle_carry(local_ptr, S_ptr, A_ptr, gamma_ptr, hc_ptr, h_ptr, gsum_ptr, NC, ND, D, R, sA_d, sA_n, sg_d,
-                     sg_r, CB: tl.constexpr, BLK: tl.constexpr):
+    def _cycle_carry(local_ptr, S_ptr, A_ptr, gamma_ptr, hc_ptr, h_ptr, gsum_ptr, stot_ptr, NC, ND, D, R, sA_d,
+                     sA_n, sg_d, sg_r, CB: tl.constexpr, BLK: tl.constexpr):
         """Both carries of the periodic scan: the copy from zero (-> hc, its final state h_end and
-        total decay M), the shared state G = sum_r gamma_r H_r (H_1 = 0, H_{r+1} = M H_r + h_end),
-        then the weighted scan from G with locals times Gamma = sum_r gamma_r (-> h; Gamma -> gsum (D,))."""
+        total decay M = exp(A S_total); S_total -> stot (batch, D)), the shared state
+        G = sum_r gamma_r H_r (H_1 = 0, H_{r+1} = M H_r + h_end), then the weighted scan from G with
+        locals times Gamma = sum_r gamma_r (-> h; Gamma -> gsum (D,))."""
         pb, idx, imask, dcol, A2 = _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK)
         zero = tl.zeros((BLK, ), tl.float32)
         h_end, S_total = _carry_pass(local_ptr, S_ptr, hc_ptr, pb, idx, imask, dcol, A2, zero, A2, NC, ND, D, False,
@@ -41,11 +42,13 @@ if triton is not None:
             G += g_r * H
             Gam += g_r
             H = M * H + h_end
-        tl.store(gsum_ptr + idx, Gam, mask=(idx < D) & (pb == 0))  # lanes of state row 0, one per channel
+        row0 = idx < D  # lanes of state row 0: one per channel
+        tl.store(gsum_ptr + idx, Gam, mask=row0 & (pb == 0))
+        tl.store(stot_ptr + pb * D + idx, S_total, mask=row0)
         _carry_pass(local_ptr, S_ptr, h_ptr, pb, idx, imask, dcol, A2, G, Gam, NC, ND, D, False, CB, BLK, True, True)
 
     @triton.jit
-    def _cycle_carry_bwd(S_ptr, A_ptr, gamma_ptr, hc_ptr, gw_ptr, gc_ptr, dAG_ptr, dSG_ptr, dgam_ptr,  #
+    def _cycle_carry_bwd(S_ptr, stot_ptr, A_ptr, gamma_ptr, hc_ptr, gw_ptr, gc_ptr, dAG_ptr, dSG_ptr, dgam_ptr,  #
                          NC, ND, D, R, sA_d, sA_n, sg_d, sg_r, CB: tl.constexpr, BLK: tl.constexpr):
         """Backward of ``_cycle_carry``'s G = h_end * phi(M), phi = sum_r gamma_r Phi_r, Phi_r = sum_{j<r-1} M^j,
         from dG (the weighted scan's adjoint at its initial state, gw[:, 0]): d h_end, and per
@@ -53,12 +56,7 @@ if triton is not None:
         d gamma_r (dgam, (batch, N, D, R)); then the copy's adjoint carried back from d h_end with
         no local terms (-> gc)."""
         pb, idx, imask, dcol, A2 = _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK)
-        rows = tl.arange(0, CB)
-        S_total = tl.zeros((BLK, ), tl.float32)
-        for c0 in range(0, NC, CB):
-            m = ((c0 + rows) < NC)[:, None] & imask[None, :]
-            S_total += tl.sum(tl.load(S_ptr + (pb * NC + c0 + rows[:, None]) * D + dcol[None, :], mask=m, other=0.0),
-                              axis=0)
+        S_total = tl.load(stot_ptr + pb * D + dcol, mask=imask, other=0.0)  # saved by _cycle_carry
         h_end = tl.load(hc_ptr + (pb * (NC + 1) + NC) * ND + idx, mask=imask, other=0.0)
         dG = tl.load(gw_ptr + pb * (NC + 1) * ND + idx, mask=imask, other=0.0)
         M = tl.exp2(A2 * S_total)
@@ -82,22 +80,24 @@ if triton is not None:
 
 # ----------------------------------------------------------------------------- host side
 def _cycle_forward(u: Tensor, delta: Tensor, prep: _Prepared, gamma: Tensor, cfg: ScanConfig, has_bias: bool,
-                   has_D: bool, softplus: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """y, h_in of the copy from zero, h_in of the weighted scan, S, Gamma (see :func:`triton_cycle_selective_scan`)."""
+                   has_D: bool, softplus: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """y, h_in of the copy from zero, h_in of the weighted scan, S, S_total (batch, D), Gamma
+    (see :func:`triton_cycle_selective_scan`)."""
     local, S = _chunk_states(u, delta, prep, cfg, has_bias, softplus)  # the one pass over the states
     batch, NC, d_state, channels = local.shape
     hin_copy, hin = torch.empty(2, batch, NC + 1, d_state, channels, device=u.device, dtype=torch.float32).unbind(0)
     nd = d_state * channels
     scale = torch.empty(u.shape[1], device=u.device, dtype=torch.float32)  # Gamma: the weighted scan's input is Gamma u
-    _cycle_carry[_carry_grid(local)](local, S, prep.A, gamma, hin_copy, hin, scale, prep.NC, nd, u.shape[1],
+    S_total = torch.empty(batch, channels, device=u.device, dtype=torch.float32)
+    _cycle_carry[_carry_grid(local)](local, S, prep.A, gamma, hin_copy, hin, scale, S_total, prep.NC, nd, u.shape[1],
                                      gamma.shape[1], prep.A.stride(0), prep.A.stride(1), gamma.stride(0),
                                      gamma.stride(1), CB=CARRY_CHUNKS, BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
     y = _chunk_outputs(u, delta, prep, hin, cfg, has_bias, has_D, softplus, uscale=scale)
-    return y, hin_copy, hin, S, scale
+    return y, hin_copy, hin, S, S_total, scale
 
 
 def _copy_final_state_backward(p: _Partials, u: Tensor, delta: Tensor, prep: _Prepared, gamma: Tensor,
-                               hin_copy: Tensor, S: Tensor, cfg: ScanConfig, has_bias: bool,
+                               hin_copy: Tensor, S: Tensor, S_total: Tensor, cfg: ScanConfig, has_bias: bool,
                                softplus: bool) -> Tuple[Tensor, Tensor]:
     """Gradient through G (the weighted scan's initial state, ``p.gam[:, 0]``) into the copy's final
     state: G's backward and the copy's adjoint carry (``_cycle_carry_bwd``), then the copy's reverse
@@ -107,7 +107,7 @@ def _copy_final_state_backward(p: _Partials, u: Tensor, delta: Tensor, prep: _Pr
     gam_copy = torch.empty(batch, NC + 1, d_state, channels, **f32)
     dAG, dSG = torch.empty(2, batch, d_state, channels, **f32).unbind(0)
     dgam = torch.empty(batch, d_state, channels, gamma.shape[1], **f32)
-    _cycle_carry_bwd[_carry_grid(gam_copy)](S, prep.A, gamma, hin_copy, p.gam, gam_copy, dAG, dSG, dgam, NC,
+    _cycle_carry_bwd[_carry_grid(gam_copy)](S, S_total, prep.A, gamma, hin_copy, p.gam, gam_copy, dAG, dSG, dgam, NC,
                                             d_state * channels, channels, gamma.shape[1], prep.A.stride(0),
                                             prep.A.stride(1), gamma.stride(0), gamma.stride(1), CB=CARRY_CHUNKS,
                                             BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
@@ -128,15 +128,15 @@ class _TritonCycleScanFunction(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, delta_bias, gamma, delta_softplus, cfg):
         prep = _prepare(u, A, B, C, D, delta_bias, cfg)
         flags = (delta_bias is not None, D is not None, bool(delta_softplus))
-        y, hin_copy, hin, S, scale = _cycle_forward(u, delta, prep, gamma, cfg, *flags)
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, gamma, hin_copy, hin, S, scale, prep.BC)
+        y, hin_copy, hin, S, S_total, scale = _cycle_forward(u, delta, prep, gamma, cfg, *flags)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, gamma, hin_copy, hin, S, S_total, scale, prep.BC)
         ctx.config = (cfg, flags)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        u, delta, A, B, C, D, delta_bias, gamma, hin_copy, hin, S, scale, BC = ctx.saved_tensors
+        u, delta, A, B, C, D, delta_bias, gamma, hin_copy, hin, S, S_total, scale, BC = ctx.saved_tensors
         cfg, flags = ctx.config
         has_bias, _, softplus = flags
         prep = _prepare(u, A, B, C, D, delta_bias, cfg, BC)
@@ -145,7 +145,8 @@ class _TritonCycleScanFunction(torch.autograd.Function):
         p = _backward(dy, u, delta, prep, hin, S, cfg, *flags, uscale=scale, fp32_grads=copies > 1)
         dgamma = p.dsp.sum((0, 1))[:, None].expand(-1, copies)  # d Gamma
         if copies > 1:  # with one copy G = 0: nothing flows through the copy's final state
-            dA_G, dgamma_G = _copy_final_state_backward(p, u, delta, prep, gamma, hin_copy, S, cfg, has_bias, softplus)
+            dA_G, dgamma_G = _copy_final_state_backward(p, u, delta, prep, gamma, hin_copy, S, S_total, cfg, has_bias,
+                                                         softplus)
             dgamma = dgamma + dgamma_G
         dA, dB, dC, dD, dbias = _reduce(p, u.shape[2], A.shape[1])
         if copies > 1:

@@ -304,7 +304,7 @@ if triton is not None:
                 sel = tt[:, None] == j
                 dt_j = _pick(dt, sel)
                 dtu_j = _pick(dtu, sel)
-                Bj = tl.load(bc_base + (t0 + tb + j) * (2 * NP)).to(tl.float32)
+                Bj = tl.load(bc_base + (t0 + tb + j) * (2 * NP))
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
         out = pb * NC + pc
         _store_rows(local_ptr + out * N * D, h, d, dmask, D, n, N)
@@ -356,8 +356,8 @@ if triton is not None:
                 dt_j = _pick(dt, sel)
                 dtu_j = _pick(dtu, sel)
                 bc = bc_base + (t0 + tb + j) * (2 * NP)
-                Bj = tl.load(bc).to(tl.float32)
-                Cj = tl.load(bc + NP).to(tl.float32)
+                Bj = tl.load(bc)
+                Cj = tl.load(bc + NP)
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
                 y_j = tl.sum(h * Cj[:, None], axis=0)
                 ytile = tl.where(sel, ytile + y_j[None, :], ytile)
@@ -463,7 +463,7 @@ if triton is not None:
                 sel = tt[:, None] == (TT - 1 - jj)
                 dt_j = _pick(dt, sel)
                 dy_j = _pick(dy, sel)
-                Cj = tl.load(c_base + (t0 + tb + TT - 1 - jj) * (2 * NP)).to(tl.float32)
+                Cj = tl.load(c_base + (t0 + tb + TT - 1 - jj) * (2 * NP))
                 g = Cj[:, None] * dy_j[None, :] + ga
                 ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
         _store_rows(lo_ptr + (pb * NC + pc) * N * D, ga, d, dmask, D, n, N)
@@ -523,8 +523,8 @@ if triton is not None:
                 dtu_j = _pick(dtu, sel)
                 dy_j = _pick(dy, sel)
                 bc = bc_base + (t0 + tb + j) * (2 * NP)
-                Bj = tl.load(bc).to(tl.float32)
-                Cj = tl.load(bc + NP).to(tl.float32)
+                Bj = tl.load(bc)
+                Cj = tl.load(bc + NP)
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
                 q = dy_j[None, :] * h
                 tl.store(dc_base + (t0 + tb + j) * NP, _dsum(q, ones, RED))
@@ -624,9 +624,9 @@ if triton is not None:
                 dt_j = _pick(dt, sel)
                 dtu_j = _pick(dtu, sel)
                 bc = bc_base + (t0 + tb + TT - 1 - jj) * (2 * NP)
-                Bj = tl.load(bc).to(tl.float32)
+                Bj = tl.load(bc)
                 if HAS_DY:
-                    Cj = tl.load(bc + NP).to(tl.float32)
+                    Cj = tl.load(bc + NP)
                     g = Cj[:, None] * _pick(dy, sel)[None, :] + ga
                 else:
                     g = ga
@@ -695,25 +695,30 @@ class _Prepared(NamedTuple):
     NP: int
 
 
+def _token_major_BC(B: Tensor, C: Tensor, Lp: int, NP: int) -> Tensor:
+    """(batch, Lp, 2, NP) fp32: B_t and C_t side by side per token, zero-padded to Lp tokens and NP states."""
+    batch, d_state, length = B.shape
+    BC = torch.empty(batch, Lp, 2, NP, device=B.device, dtype=torch.float32)
+    if Lp == length and NP == d_state:  # one launch: every launch costs host time
+        return torch.stack((B.detach().transpose(1, 2), C.detach().transpose(1, 2)), dim=2, out=BC)
+    BC[:, :length, 0, :d_state] = B.detach().transpose(1, 2)
+    BC[:, :length, 1, :d_state] = C.detach().transpose(1, 2)
+    if Lp > length:
+        BC[:, length:].zero_()
+    if NP > d_state:
+        BC[..., d_state:].zero_()
+    return BC
+
+
 def _prepare(u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor],
              cfg: ScanConfig, BC: Optional[Tensor] = None) -> _Prepared:
-    """Host-side preparation: B and C token-major in one copy (two plus zero fills when padded)."""
-    batch, channels, length = u.shape
-    d_state = A.shape[1]
-    NP = _next_pow2(d_state)
+    """Host-side preparation: B and C token-major (``BC``, unless the forward's is passed back), no other launch."""
+    length = u.shape[2]
+    NP = _next_pow2(A.shape[1])
     NC = max(1, math.ceil(length / cfg.chunk))
     Lp = NC * cfg.chunk
-    if BC is None and Lp == length and NP == d_state:  # one launch: every launch costs host time
-        BC = torch.empty(batch, Lp, 2, NP, device=u.device, dtype=torch.float32)
-        torch.stack((B.detach().transpose(1, 2), C.detach().transpose(1, 2)), dim=2, out=BC)
-    elif BC is None:
-        BC = torch.empty(batch, Lp, 2, NP, device=u.device, dtype=torch.float32)
-        BC[:, :length, 0, :d_state] = B.detach().transpose(1, 2)
-        BC[:, :length, 1, :d_state] = C.detach().transpose(1, 2)
-        if Lp > length:
-            BC[:, length:].zero_()
-        if NP > d_state:
-            BC[..., d_state:].zero_()
+    if BC is None:
+        BC = _token_major_BC(B, C, Lp, NP)
     A = A.detach()
     bias = A if delta_bias is None else delta_bias.detach().float().contiguous()
     Dsk = A if D is None else D.detach().float().contiguous()
