@@ -96,11 +96,12 @@ class CycleScan(BaseModule):
         # The projection is per token, so the copies share it: the scan takes one copy and gamma.
         delta, Bm, Cm = self.ssm_proj(xs).split([channels, self.d_state, self.d_state], dim=-1)
 
-        def channels_first(t: Tensor) -> Tensor:  # (B, L, K) -> (B, K, L), tokens contiguous for the kernels
+        def channels_first(t: Tensor) -> Tensor:  # (B, L, C) -> (B, C, L), tokens contiguous for the kernels
             return t.transpose(1, 2).contiguous()
 
+        # B and C stay token-major views: the Triton backends want them that way and copy them anyway
         y = cycle_selective_scan(channels_first(xs), channels_first(delta), -torch.exp(self.As_log.float()),
-                                 channels_first(Bm), channels_first(Cm), self.Ds, self.ssm_proj_bias,
+                                 Bm.transpose(1, 2), Cm.transpose(1, 2), self.Ds, self.ssm_proj_bias,
                                  self.gamma[..., 0], delta_softplus=True, backend=self.scan_backend)  # (B, C, L)
         return y.transpose(1, 2)
 
