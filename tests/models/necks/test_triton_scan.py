@@ -254,10 +254,11 @@ def test_strided_inputs_and_long_memory(ts):
     assert_close(y, loop_scan(u, delta, A, B, C, D, bias), 1e-5, 'y')
 
 
-def loop_cycle(u, delta, A, B, C, D, delta_bias, gamma):
+def loop_cycle(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus=True):
     """The definition of Cycle-scan's scan: the float64 loop over R copies, copy r weighted by gamma[:, r]."""
     copies, length = gamma.shape[1], u.shape[2]
-    y = loop_scan(*[t.repeat(1, 1, copies) if t.dim() == 3 else t for t in (u, delta, A, B, C)], D, delta_bias)
+    y = loop_scan(*[t.repeat(1, 1, copies) if t.dim() == 3 else t for t in (u, delta, A, B, C)], D, delta_bias,
+                  delta_softplus)
     return (y.view(u.shape[0], u.shape[1], copies, length) * gamma.double()[None, :, :, None]).sum(2)
 
 
@@ -312,10 +313,7 @@ def test_cycle_scan_edge_cases(tc, case):
     ours = [None if t is None else t.clone().requires_grad_(w) for t, w in zip(args, wants)]
     y = tc.triton_cycle_selective_scan(*ours, delta_softplus=softplus, chunk_size=chunk)
     ref = [None if t is None else t.double().requires_grad_(w) for t, w in zip(args, wants)]
-    copies, L = gamma.shape[1], length
-    y_rep = loop_scan(*[t.repeat(1, 1, copies) if t is not None and t.dim() == 3 else t for t in ref[:7]],
-                      delta_softplus=softplus)
-    expected = (y_rep.view(batch, channels, copies, L) * ref[7][None, :, :, None]).sum(2)
+    expected = loop_cycle(*ref, delta_softplus=softplus)
     assert_close(y.detach(), expected.detach(), 1e-5, 'y')
     grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
     y.backward(grad_out)
