@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 
 # Run from a checkout without installing the package (as the other tools do).
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
-from mmhrsam.apis.predictor import preprocess_image  # noqa: E402
+from mmhrsam.structures.image_geometry import preprocess_image  # noqa: E402
 from mmhrsam.datasets.teacher_embeddings import (  # noqa: E402
     embedding_file_name, file_sha1, image_checksum, image_entry, new_manifest, preprocessing_differences,
     preprocessing_record, read_manifest, save_embedding, write_manifest)
@@ -301,7 +301,7 @@ def extract(refs: List[ImageRef], teacher: nn.Module, manifest: dict, out_dir: s
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
     """Command-line entry point; returns the ``computed``/``skipped`` counts."""
-    from mmhrsam.apis.predictor import check_target_size
+    from mmhrsam.structures.image_geometry import check_target_size
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.save_every < 1:
         raise ValueError('--batch-size and --save-every must be >= 1')

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mmhrsam.apis.predictor import as_rgb_image
+from mmhrsam.structures.image_geometry import as_rgb_image
 
 PathLike = Union[str, os.PathLike]
 

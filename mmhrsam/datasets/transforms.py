@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
-from mmhrsam.apis.predictor import get_preprocess_shape
 from mmhrsam.registry import TRANSFORMS
 from mmhrsam.structures import InteractiveDataSample
+from mmhrsam.structures.image_geometry import get_preprocess_shape
 
 
 def _describe(results: dict) -> str:

@@ -13,11 +13,11 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop
 from torch import Tensor
 
-from mmhrsam.apis.predictor import check_target_size, map_points, postprocess_logits, preprocess_image
 from mmhrsam.registry import LOOPS
 from mmhrsam.structures import InteractiveDataSample
+from mmhrsam.structures.click_sampling import next_click_torch
+from mmhrsam.structures.image_geometry import check_target_size, map_points, postprocess_logits, preprocess_image
 from .clicker import next_click
-from .clicker_torch import next_click_torch
 from .metrics import plot_clicks
 
 #: Preprocessing used when the model has no InteractiveDataPreprocessor (SAM's statistics).

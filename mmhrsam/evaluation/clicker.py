@@ -19,7 +19,7 @@ rule; a later click picks the region as the exact rule does, then a pixel unifor
 random among the region's pixels whose DT exceeds ``max DT / 1.7``, tested exactly on
 integers as ``289 * DT^2 > 100 * max DT^2``.
 
-The batched torch twins are in :mod:`mmhrsam.evaluation.clicker_torch`.
+The batched torch twins are in :mod:`mmhrsam.structures.click_sampling`.
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def test_sample_object_without_usable_object_returns_none_with_warning():
 def test_resize_longest_side_shape_rule(hw, long_side, expected):
     img = np.zeros(hw + (3,), np.uint8) if hw[0] * hw[1] < 10 ** 6 else None
     if img is None:  # keep the big case cheap: only the size rule
-        from mmhrsam.apis.predictor import get_preprocess_shape
+        from mmhrsam.structures.image_geometry import get_preprocess_shape
         assert get_preprocess_shape(*hw, long_side) == expected
         return
     out = ResizeLongestSide(long_side)(results_with(np.zeros((2,) + hw), img=img))

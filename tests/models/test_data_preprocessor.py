@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmhrsam.apis.predictor import preprocess_image
+from mmhrsam.structures.image_geometry import preprocess_image
 from mmhrsam.models.data_preprocessor import InteractiveDataPreprocessor
 from mmhrsam.registry import MODELS
 from mmhrsam.structures import InteractiveDataSample

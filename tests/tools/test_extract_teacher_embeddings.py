@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmhrsam.apis.predictor import preprocess_image
+from mmhrsam.structures.image_geometry import preprocess_image
 from mmhrsam.datasets.teacher_embeddings import (MANIFEST_NAME, RESIZE_RULE, LoadTeacherEmbedding,
                                                  embedding_file_name, image_checksum)
 from mmhrsam.registry import DATASETS, MODELS

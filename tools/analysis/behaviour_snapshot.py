@@ -80,7 +80,7 @@ def run_encoder(model: nn.Module, seed: int) -> Dict[str, Tensor]:
 
 
 def run_mixer(module: nn.Module, seed: int) -> Dict[str, Tensor]:
-    from mmhrsam.models.attention import AxialRoPE  # noqa: PLC0415  (path may move; imported when run)
+    from mmhrsam.models.layers import AxialRoPE  # noqa: PLC0415  (path may move; imported when run)
     gen = torch.Generator().manual_seed(seed)
     rope = AxialRoPE(16)
     record = {}

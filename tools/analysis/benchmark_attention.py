@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from mmhrsam.models.attention import available_backends  # noqa: E402
+from mmhrsam.ops.attention import available_backends  # noqa: E402
 from mmhrsam.registry import MODELS  # noqa: E402
 from mmhrsam.utils.benchmark import capture_cuda_graph, time_fn  # noqa: E402
 

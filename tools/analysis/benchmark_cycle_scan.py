@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchmark_scan as bs  # noqa: E402  (shared input maker, timers, profiler rows)
-from mmhrsam.models.necks.selective_scan import repeat_cycle_selective_scan  # noqa: E402
+from mmhrsam.ops.selective_scan import repeat_cycle_selective_scan  # noqa: E402
 
 COPIES = 3
 LENGTHS = (16384, 65536)  # one copy; L = 3 x these
@@ -64,7 +64,7 @@ def make_inputs(length: int, dtype: torch.dtype, seed: int = 0):
 
 
 def periodic(*args):
-    from mmhrsam.models.necks.selective_scan.triton_cycle_scan import triton_cycle_selective_scan
+    from mmhrsam.ops.selective_scan.triton_cycle_scan import triton_cycle_selective_scan
     return triton_cycle_selective_scan(*args)
 
 
@@ -124,7 +124,7 @@ def timings(results: dict, warmup: int, repeats: int, plain: bool) -> None:
 
 
 def sweep(results: dict, configs: list, warmup: int, repeats: int) -> None:
-    from mmhrsam.models.necks.selective_scan.triton_cycle_scan import triton_cycle_selective_scan
+    from mmhrsam.ops.selective_scan.triton_cycle_scan import triton_cycle_selective_scan
     for dtype in (torch.float32, torch.bfloat16):
         args = make_inputs(LENGTHS[0], dtype, seed=5)
         for cfg in [{}] + configs:

@@ -84,7 +84,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
 import mmhrsam.models  # noqa: E402,F401  (registers the encoders)
-from mmhrsam.models.attention import get_default_backend  # noqa: E402
+from mmhrsam.ops.attention import ATTENTION_BACKENDS  # noqa: E402
 from mmhrsam.registry import MODELS  # noqa: E402
 from mmhrsam.utils.benchmark import capture_cuda_graph, sync, time_fn  # noqa: E402
 
@@ -709,7 +709,7 @@ def format_checks(checks: Sequence[Dict]) -> str:
 
 
 def environment(args, device: torch.device) -> Dict:
-    from mmhrsam.models.necks.selective_scan import resolve_scan_backend
+    from mmhrsam.ops.selective_scan import resolve_scan_backend
     probe = torch.zeros(1, 1, 1, device=device, dtype=torch.bfloat16 if device.type == 'cuda' else torch.float32)
     try:
         scan = resolve_scan_backend('auto', probe)
@@ -717,7 +717,7 @@ def environment(args, device: torch.device) -> Dict:
         scan = f'unknown ({error_text(exc)})'
     return dict(torch=torch.__version__, device_name=torch.cuda.get_device_name(device) if device.type == 'cuda'
                 else 'cpu', threads=torch.get_num_threads(), command=' '.join(sys.argv),
-                attention_backend=get_default_backend(), scan_backend=scan, tiny=args.tiny,
+                attention_backend=ATTENTION_BACKENDS.resolve('auto', probe), scan_backend=scan, tiny=args.tiny,
                 args={k: v for k, v in vars(args).items()})
 
 

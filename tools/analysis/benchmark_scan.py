@@ -40,9 +40,9 @@ import torch
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from mmhrsam.models.necks.selective_scan import (chunked_selective_scan, mamba_ssm_selective_scan,  # noqa: E402
+from mmhrsam.ops.selective_scan import (chunked_selective_scan, mamba_ssm_selective_scan,  # noqa: E402
                                                  reference_selective_scan)
-from mmhrsam.models.necks.selective_scan.mamba_ssm import mamba_ssm_unavailable  # noqa: E402
+from mmhrsam.ops.selective_scan.mamba_ssm import mamba_ssm_unavailable  # noqa: E402
 from mmhrsam.utils.benchmark import capture_cuda_graph, sync, time_fn  # noqa: E402
 
 CHANNELS, D_STATE = 768, 32
@@ -108,7 +108,7 @@ def make_inputs(batch: int, length: int, dtype: torch.dtype, device=None, seed: 
 
 
 def triton_fn(**overrides) -> Callable:
-    from mmhrsam.models.necks.selective_scan.triton_scan import triton_selective_scan
+    from mmhrsam.ops.selective_scan.triton_scan import triton_selective_scan
 
     def fn(*args):
         return triton_selective_scan(*args, **overrides)
@@ -246,7 +246,7 @@ def check_correctness(results: dict) -> None:
 
 def first_call_latency(results: dict) -> None:
     """Seconds of the first forward and the first backward in this process (Triton JIT + cache lookup)."""
-    from mmhrsam.models.necks.selective_scan.triton_scan import triton_selective_scan
+    from mmhrsam.ops.selective_scan.triton_scan import triton_selective_scan
     for dtype in (torch.bfloat16, torch.float32):
         tag = str(dtype).replace('torch.', '')
         args = [t.requires_grad_() for t in make_inputs(1, GRAD_REF_LENGTH, dtype, seed=5)]
@@ -326,7 +326,7 @@ def main():
                    batch=args.batch, channels=CHANNELS, d_state=D_STATE, checks={}, first_call_s={}, sweep=[],
                    timings=[], targets={}, mamba_reference_ms=MAMBA_REFERENCE, lengths=list(LENGTHS),
                    smoke=args.smoke)
-    from mmhrsam.models.necks.selective_scan.triton_scan import default_config
+    from mmhrsam.ops.selective_scan.triton_scan import default_config
     log(f'{dev.name} ({dev.multi_processor_count} SMs), torch {torch.__version__}, triton {triton.__version__}')
     t_start = time.time()
 

@@ -1,13 +1,16 @@
-"""Layer-wise learning-rate decay and the no-weight-decay rules of SPEC §5 and §7.7.
+"""Layer-wise learning-rate decay and the project's no-weight-decay rules.
 
-Layer ids (``L = num_layers``, by default the number of ``backbone.blocks``):
+The layer of a parameter comes from the backbone: ``backbone.get_layer_depth(name)``
+returns ``(layer_depth, num_layers)`` (mmpretrain's ViT convention). The encoders of this
+project (:class:`~mmhrsam.models.backbones.HRSAM`, ``HRSAMPlusPlus``, ``SAMViT``) number
+their parameters so (``L`` = number of blocks, ``num_layers = L + 2``):
 
 =========================================================  ==========================
-parameter                                                  layer id
+parameter                                                  layer depth
 =========================================================  ==========================
 ``backbone.patch_embed.*``, ``backbone.pos_embed``         0
 ``backbone.blocks.{i}.*`` (pad tokens included)            ``i + 1``
-a stage's Cycle-scan (``backbone.mamba_blocks.{k}``,       id of stage k's last block,
+a stage's Cycle-scan (``backbone.mamba_blocks.{k}``,       depth of stage k's last block,
 HRSAM++ ``ss_mamba_blocks.{k}`` and ``ms_mamba_blocks.{k}``)  ``(k + 1) * stage_depth``
 anything else in the backbone (``lateral_convs``,          ``L + 1``
 ``out_conv``, HRSAM++ ``multi_scale_fusion``, SAM's
@@ -15,21 +18,16 @@ anything else in the backbone (``lateral_convs``,          ``L + 1``
 everything outside the backbone (prompt encoder, decoder)  ``L + 1``
 =========================================================  ==========================
 
-A Cycle-scan module shares the id of the block it is attached to: the single-scale scan
-runs right before stage k's last block, HRSAM++'s multi-scale scan right after it, both
-inside the residual stream at that depth. The output fusion (lateral projections, out
-conv, the multi-scale LayerNorm) reads every stage, so it is treated like a head.
-Stage scans are recognized by type: a direct ``nn.ModuleList`` child of the backbone whose
-entries are all :class:`~mmhrsam.models.necks.CycleScan` (or subclasses).
+The learning rate of layer ``j`` is ``lr * layer_decay_rate ** (L + 1 - j)``. With
+``paramwise_cfg=dict(num_layers=L')`` the top layer is ``L' + 1`` instead: deeper blocks are
+clamped to it.
 
-The learning rate of layer ``j`` is ``lr * layer_decay_rate ** (L + 1 - j)``.
-
-No weight decay (SPEC §7.7) on: position embeddings (``pos_embed``, SAM's
-``rel_pos_h``/``rel_pos_w``), attention pad tokens (``padding``), the SSM's ``As_log``
-(``A_log``), ``Ds`` (``D``) and ``gamma``, weights and biases of normalization layers, any
-bias, every parameter with at most one dimension, and any parameter carrying
-``_no_weight_decay = True``. Frozen parameters (``requires_grad=False``) are left out of
-the optimizer.
+No weight decay (``docs/architecture.md``, "Training rules") on: position embeddings
+(``pos_embed``, SAM's ``rel_pos_h``/``rel_pos_w``), attention pad tokens (``padding``), the
+SSM's ``As_log`` (``A_log``), ``Ds`` (``D``) and ``gamma``, weights and biases of
+normalization layers, any bias, every parameter with at most one dimension, and any parameter
+carrying ``_no_weight_decay = True``. Frozen parameters (``requires_grad=False``) are left out
+of the optimizer.
 """
 from __future__ import annotations
 
@@ -43,16 +41,11 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from torch import nn
 
-from mmhrsam.models.necks.cycle_scan import CycleScan
 from mmhrsam.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 #: Leaf names of parameters that never get weight decay, whatever their shape.
 NO_DECAY_NAMES = frozenset({'pos_embed', 'rel_pos_h', 'rel_pos_w', 'padding', 'As_log', 'A_log', 'Ds', 'D',
                             'gamma'})
-
-_BLOCK = re.compile(r'blocks\.(\d+)\.')
-_INDEXED = re.compile(r'([^.]+)\.(\d+)\.')
-
 
 def is_norm(module: nn.Module) -> bool:
     """Normalization layers of torch, mmcv and segment_anything (``LayerNorm2d``), by class name."""
@@ -68,36 +61,26 @@ def no_weight_decay(name: str, param: nn.Parameter, owner: nn.Module) -> bool:
 
 @dataclass(frozen=True)
 class BackboneLayout:
-    """What the layer-id rule needs to know about the backbone.
+    """The backbone's layer numbering as the constructor uses it.
 
     Attributes:
+        backbone (nn.Module): the module answering ``get_layer_depth``.
         prefix (str): the backbone's name in the model followed by a dot (``''`` when the
             model is the backbone).
-        num_layers (int): L.
-        stage_depth (int): blocks per stage (used for the stage scans).
-        stage_scans (tuple[str]): attribute names of the per-stage Cycle-scan lists.
+        num_layers (int): L, the top layer being ``L + 1``.
     """
 
+    backbone: nn.Module
     prefix: str
     num_layers: int
-    stage_depth: int
-    stage_scans: Tuple[str, ...]
 
     def layer_id(self, name: str) -> int:
         """Layer id of the parameter ``name`` (a name in the whole model)."""
-        last = self.num_layers + 1
+        top = self.num_layers + 1
         if not name.startswith(self.prefix):
-            return last
-        rel = name[len(self.prefix):]
-        if rel == 'pos_embed' or rel.startswith('patch_embed.'):
-            return 0
-        block = _BLOCK.match(rel)
-        if block:
-            return min(int(block.group(1)) + 1, last)
-        indexed = _INDEXED.match(rel)
-        if indexed and indexed.group(1) in self.stage_scans:
-            return min((int(indexed.group(2)) + 1) * self.stage_depth, last)
-        return last
+            return top
+        depth, backbone_layers = self.backbone.get_layer_depth(name[len(self.prefix):])
+        return top if depth >= backbone_layers - 1 else min(depth, top)
 
 
 def find_backbone_layout(model: nn.Module, num_layers: Optional[int]) -> BackboneLayout:
@@ -105,22 +88,15 @@ def find_backbone_layout(model: nn.Module, num_layers: Optional[int]) -> Backbon
 
     Args:
         model (nn.Module): the unwrapped model.
-        num_layers (int, optional): overrides the number of blocks of the backbone.
+        num_layers (int, optional): overrides L (by default the backbone's ``num_layers - 2``).
     """
     backbone, prefix = (model.backbone, 'backbone.') if hasattr(model, 'backbone') else (model, '')
-    blocks = getattr(backbone, 'blocks', None)
+    if not callable(getattr(backbone, 'get_layer_depth', None)):
+        raise ValueError(f'{type(backbone).__name__} has no get_layer_depth(param_name) -> (depth, num_layers); '
+                         'layer-wise lr decay needs it (see mmhrsam.models.backbones.HRSAM)')
     if num_layers is None:
-        if blocks is None:
-            raise ValueError(f'cannot infer num_layers: {type(backbone).__name__} has no `blocks`; '
-                             'set paramwise_cfg=dict(num_layers=...)')
-        num_layers = len(blocks)
-    scans = tuple(attr for attr, child in backbone.named_children()
-                  if isinstance(child, nn.ModuleList) and len(child)
-                  and all(isinstance(m, CycleScan) for m in child))
-    stage_depth = getattr(backbone, 'stage_depth', None)
-    if stage_depth is None:
-        stage_depth = num_layers // max((len(getattr(backbone, a)) for a in scans), default=1)
-    return BackboneLayout(prefix, int(num_layers), int(stage_depth), scans)
+        num_layers = backbone.get_layer_depth('')[1] - 2
+    return BackboneLayout(backbone, prefix, int(num_layers))
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -144,7 +120,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optim_wrapper_cfg (dict): ``type`` of the wrapper, ``optimizer`` config and the
             wrapper's other arguments.
         paramwise_cfg (dict, optional): ``layer_decay_rate`` (float, default 1.0: no layer
-            decay, only the no-decay rules; SPEC §5 uses 0.9 for distillation) and
+            decay, only the no-decay rules; the distillation recipe uses 0.9) and
             ``num_layers`` (int, default: number of backbone blocks). Other keys (MMEngine's
             ``custom_keys``, ``bias_decay_mult``, ...) are rejected rather than ignored.
     """
@@ -192,7 +168,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def _log_groups(self, groups: List[dict], layout: BackboneLayout) -> None:
         lines = [f'layer-wise lr decay {self.layer_decay_rate} over {layout.num_layers} layers '
-                 f'(stage scans: {", ".join(layout.stage_scans) or "none"}), base lr {self.base_lr:g}:',
+                 f'of {type(layout.backbone).__name__}, base lr {self.base_lr:g}:',
                  f'{"layer":>5} {"lr_scale":>9} {"wd":>7} {"#tensors":>8} {"#params":>12}  first names']
         for g in groups:
             counts = OrderedDict.fromkeys(re.sub(r'\.\d+\.', '.*.', n) for n in g['names'])

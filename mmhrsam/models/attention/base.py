@@ -7,32 +7,9 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .backends import block_diagonal_attention, validate_backend
-from .index_maps import Grid, TokenPartition, multi_scale_partition
-from .rope import AxialRoPE
+from mmhrsam.ops.attention import ATTENTION_BACKENDS, Grid, TokenPartition, block_diagonal_attention, cached_partition
 
-
-# A plain dict rather than functools.lru_cache: torch.compile traces through lru_cache
-# wrappers (rebuilding the maps in every graph), while it reads a global dict's entries
-# as guarded constants, so a warm cache keeps compiled layers free of graph breaks.
-_PARTITIONS: Dict[tuple, TokenPartition] = {}
-
-
-def cached_partition(kind: str, grids: Tuple[Grid, ...], device: str, params: tuple) -> TokenPartition:
-    """The bucketed partition for ``multi_scale_partition(kind, grids, device, **params)``,
-    with every derived index the layer uses computed up front."""
-    key = (kind, grids, device, params)
-    part = _PARTITIONS.get(key)
-    if part is None:
-        part = multi_scale_partition(kind, grids, device, **dict(params)).bucketed()
-        for name in ('inverse', 'is_identity', 'kv_follows_q', 'uses_padding', 'buckets', 'slot_overhead'):
-            getattr(part, name)
-        if part.uses_padding:
-            for name in ('kv_source', 'kv_source_in_q_order', 'pad_slots', 'slot_of_token', 'slot_partition'):
-                getattr(part, name)
-            getattr(part.slot_partition, 'buckets')
-        _PARTITIONS[key] = part
-    return part
+from ..layers.rope import AxialRoPE
 
 
 class FlexibleLocalAttention(BaseModule):
@@ -46,14 +23,16 @@ class FlexibleLocalAttention(BaseModule):
     move between variants.
 
     The batch dimension is kept apart from the token dimension throughout, so samples
-    of a batch never see each other's tokens (unlike the original, SPEC §7.1).
+    of a batch never see each other's tokens (``docs/architecture.md``, "Differences from
+    the original code").
 
     Args:
         embed_dim (int): channels C.
         num_heads (int): heads; ``embed_dim`` must be divisible by it.
         qkv_bias (bool): bias in ``qkv``.
         kv_padding (bool): own a learnable pad token that fills virtual key/value slots.
-        backend (str): attention kernel, see :mod:`.backends`; ``'auto'`` never fails.
+        backend (str): attention kernel, see :mod:`mmhrsam.ops.attention.kernels`; ``'auto'``
+            never fails.
         init_cfg (dict, optional): MMEngine initialization config.
     """
 
@@ -66,7 +45,7 @@ class FlexibleLocalAttention(BaseModule):
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.backend = validate_backend(backend)
+        self.backend = ATTENTION_BACKENDS.validate(backend)
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=qkv_bias)
         self.proj = nn.Linear(embed_dim, embed_dim)
         if kv_padding:

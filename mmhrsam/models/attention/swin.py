@@ -11,10 +11,10 @@ from torch import Tensor
 
 from mmhrsam.registry import MODELS
 
-from .backends import resolve_backend
+from mmhrsam.ops.attention import ATTENTION_BACKENDS, Grid
+
+from ..layers.rope import AxialRoPE
 from .base import FlexibleLocalAttention
-from .index_maps import Grid
-from .rope import AxialRoPE
 
 
 class _WindowAttention(FlexibleLocalAttention):
@@ -98,12 +98,16 @@ class MultiScaleKVPadSwinAttention(KVPadSwinAttention):
         return self.forward_multi_scale(xs, rope)
 
 
-_LAYOUTS: Dict[tuple, Tuple[Tensor, Tensor]] = {}  # a dict, not lru_cache: see base.cached_partition
+#: Most Plain Swin layouts kept; the oldest is dropped beyond it.
+LAYOUT_CACHE_SIZE = 64
+_LAYOUTS: Dict[tuple, Tuple[Tensor, Tensor]] = {}  # a dict, not lru_cache: see index_maps.cached_partition
 
 
 def _plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Tensor, Tensor]:
     key = (h, w, k, s, device)
     if key not in _LAYOUTS:
+        if len(_LAYOUTS) >= LAYOUT_CACHE_SIZE:
+            del _LAYOUTS[next(iter(_LAYOUTS))]
         _LAYOUTS[key] = _build_plain_swin_layout(h, w, k, s, device)
     return _LAYOUTS[key]
 
@@ -138,7 +142,7 @@ def _build_plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tup
 
 
 @MODELS.register_module()
-class PlainSwinAttention(FlashSwinAttention):
+class PlainSwinAttention(_WindowAttention):
     """The traditional Swin implementation: zero-pad to a multiple of k, cyclic roll by
     -s, k x k windows, an additive -inf mask between regions that the roll brought
     together (and against padding), roll back, crop. O(k⁴) mask per window; kept as the
@@ -149,10 +153,12 @@ class PlainSwinAttention(FlashSwinAttention):
     Args: as :class:`FlashSwinAttention`.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.backend in ('flex', 'xformers'):
-            raise ValueError(f"PlainSwinAttention runs on 'sdpa' or 'reference', not {self.backend!r}")
+    def __init__(self, embed_dim: int, num_heads: int, window_size: int = 16, shift_size: int = 0,
+                 qkv_bias: bool = True, backend: str = 'auto', init_cfg: Optional[dict] = None):
+        if backend in ('flex', 'xformers'):
+            raise ValueError(f"PlainSwinAttention runs on 'sdpa' or 'reference', not {backend!r}")
+        super().__init__(embed_dim, num_heads, window_size=window_size, shift_size=shift_size, qkv_bias=qkv_bias,
+                         backend=backend, init_cfg=init_cfg)
 
     def forward_tokens(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE] = None) -> Tensor:
         if len(grids) != 1:
@@ -160,9 +166,8 @@ class PlainSwinAttention(FlashSwinAttention):
         (h, w), = grids
         B, L, C = x.shape
         k, s, heads, d = self.window_size, self.shift_size, self.num_heads, self.head_dim
-        backend = resolve_backend(self.backend)
-        if backend != 'reference':
-            backend = 'sdpa'
+        # its own dense masked kernel: 'reference' when that is what the switch says, else SDPA
+        backend = 'reference' if ATTENTION_BACKENDS.resolve(self.backend, x) == 'reference' else 'sdpa'
         hp, wp = math.ceil(h / k) * k, math.ceil(w / k) * k
         nw = (hp // k) * (wp // k)
 

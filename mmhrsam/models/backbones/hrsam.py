@@ -1,6 +1,7 @@
 """HRSAM: a ViT-B image encoder with Flexible Local Attention and Cycle-scan (paper Sec. 3).
 
-Layout of the released checkpoints is kept (SPEC §3): ``patch_embed.proj``, ``pos_embed``,
+Parameter names are those of the released checkpoints (``docs/architecture.md``,
+"Checkpoint names"): ``patch_embed.proj``, ``pos_embed``,
 ``blocks.{i}.{norm1,attn.{qkv,proj,padding},norm2,mlp.{fc1,fc2}}``, ``mamba_blocks.{k}``,
 ``lateral_convs.{k}.{0,1}``, ``out_conv.{0,2}``.
 """
@@ -14,61 +15,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.ops import StochasticDepth
 
+from mmhrsam.ops.attention import Grid
 from mmhrsam.registry import MODELS, build_model
 
-from ..attention import AxialRoPE
-from ..attention.index_maps import Grid
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden_dim: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block on raster token sequences of one or more grids.
-
-    Args:
-        dim (int): channels C.
-        mlp_ratio (float): MLP hidden width / C.
-        attn_cfg (dict): config of a registered attention variant (embed_dim, num_heads,
-            window arguments included).
-        drop_path (float): stochastic-depth rate of both residual branches.
-    """
-
-    def __init__(self, dim: int, mlp_ratio: float, attn_cfg: dict, drop_path: float = 0.0):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = build_model(attn_cfg)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = StochasticDepth(drop_path, mode='row') if drop_path > 0 else nn.Identity()
-
-    def forward(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE]) -> Tensor:
-        """x: (B, L, C) tokens of ``grids`` laid end to end -> (B, L, C)."""
-        x = x + self.drop_path(self.attn.forward_tokens(self.norm1(x), grids, rope))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
-class Permute(nn.Module):
-    """Permute dimensions (lets a LayerNorm act on the channels of an NCHW map)."""
-
-    def __init__(self, *dims: int):
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.permute(*self.dims)
+from ..layers import AxialRoPE, PatchEmbed, Permute, TransformerBlock
 
 
 def split_grids(x: Tensor, grids: Sequence[Grid]) -> List[Tensor]:
@@ -117,6 +68,8 @@ class HRSAM(BaseModule):
 
     #: Attribute holding the per-stage Cycle-scan modules (checkpoint name).
     scan_attr = 'mamba_blocks'
+    #: Per-stage Cycle-scan lists, each at the depth of its stage's last block (get_layer_depth).
+    stage_scan_names: Tuple[str, ...] = ('mamba_blocks', )
 
     def __init__(self,
                  patch_size: int = 16,
@@ -145,8 +98,7 @@ class HRSAM(BaseModule):
         self.out_indices = tuple(out_indices) if out_indices is not None else None
         self.with_cp = with_cp
 
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
+        self.patch_embed = PatchEmbed(patch_size, in_channels, embed_dim)
         # MAE's (1, 1 + 14*14, C) shape; slot 0 (the class token's) is unused.
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + pretrain_grid ** 2, embed_dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -154,7 +106,7 @@ class HRSAM(BaseModule):
 
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # python: works on 'meta'
         self.blocks = nn.ModuleList(
-            Block(embed_dim, mlp_ratio, self._block_attn_cfg(attn_cfg, i, embed_dim, num_heads, window_size), dpr[i])
+            TransformerBlock(embed_dim, mlp_ratio, self._block_attn_cfg(attn_cfg, i, embed_dim, num_heads, window_size), dpr[i])
             for i in range(depth))
         scans = None
         if cycle_scan_cfg is not None:
@@ -183,10 +135,7 @@ class HRSAM(BaseModule):
     # ------------------------------------------------------------------ embedding
     def embed(self, img: Tensor) -> Tensor:
         """(B, 3, H, W) normalized image -> (B, h, w, C) tokens with position embedding."""
-        p = self.patch_size
-        H, W = img.shape[-2:]
-        img = F.pad(img, (0, (-W) % p, 0, (-H) % p))
-        x = self.patch_embed.proj(img).permute(0, 2, 3, 1)  # (B, h, w, C)
+        x = self.patch_embed(img)  # (B, h, w, C)
         return x + self.resized_pos_embed(x.shape[1:3]).to(x.dtype)
 
     def resized_pos_embed(self, grid: Grid) -> Tensor:
@@ -251,6 +200,33 @@ class HRSAM(BaseModule):
             return tuple(feats[i].permute(0, 3, 1, 2).contiguous() for i in self.out_indices)
         fused = sum(lateral(f) for lateral, f in zip(self.lateral_convs, feats))  # (B, h, w, out)
         return (self.out_conv(fused.permute(0, 3, 1, 2)), )
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer depth of a parameter for layer-wise lr decay (mmpretrain's ViT convention).
+
+        0 for the patch and position embeddings, ``i + 1`` for block ``i``, for a stage's
+        Cycle-scan the depth of that stage's last block (it runs inside the residual stream
+        at that depth), and ``num_layers - 1`` for the output fusion, which reads every stage.
+
+        Args:
+            param_name (str): parameter name, starting with ``prefix``.
+            prefix (str): the backbone's name in the model followed by a dot.
+
+        Returns:
+            tuple[int, int]: ``(layer_depth, num_layers)`` with ``num_layers = depth + 2``.
+        """
+        num_layers = len(self.blocks) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        head, _, rest = name.partition('.')
+        if name == 'pos_embed' or head == 'patch_embed':
+            return 0, num_layers
+        if head == 'blocks':
+            return int(rest.split('.')[0]) + 1, num_layers
+        if head in self.stage_scan_names:
+            return min((int(rest.split('.')[0]) + 1) * self.stage_depth, num_layers - 1), num_layers
+        return num_layers - 1, num_layers
 
     @property
     def embedding_stride(self) -> int:

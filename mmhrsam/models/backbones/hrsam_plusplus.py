@@ -9,7 +9,9 @@ from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS, build_model
 
-from ..attention.index_maps import Grid
+from mmhrsam.ops.attention import Grid
+
+from ..layers import PatchEmbed
 from .hrsam import HRSAM, split_grids
 
 
@@ -35,6 +37,7 @@ class HRSAMPlusPlus(HRSAM):
     """
 
     scan_attr = 'ss_mamba_blocks'
+    stage_scan_names = ('ss_mamba_blocks', 'ms_mamba_blocks')
 
     def __init__(self,
                  anchor_size: int = 512,
@@ -73,9 +76,7 @@ class HRSAMPlusPlus(HRSAM):
         return 2 * self.embed_dim  # main and upsampled anchor features, concatenated
 
     def embed_inputs(self, img: Tensor) -> Tuple[Tensor, Tuple[Grid, ...]]:
-        p = self.patch_size
-        H, W = img.shape[-2:]
-        padded = F.pad(img, (0, (-W) % p, 0, (-H) % p))
+        padded = PatchEmbed.pad(img, self.patch_size)
         anchor = F.interpolate(padded, size=(self.anchor_size, self.anchor_size), mode='bilinear',
                                align_corners=False)
         main, small = self.embed(padded), self.embed(anchor)  # (B, h, w, C), (B, a, a, C)

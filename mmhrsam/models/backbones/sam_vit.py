@@ -101,6 +101,19 @@ class SAMViT(ImageEncoderViT, BaseModule):
         pos = F.interpolate(pos.permute(0, 3, 1, 2), size=grid, mode='bilinear', align_corners=False)
         return pos.permute(0, 2, 3, 1)
 
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer depth of a parameter for layer-wise lr decay (mmpretrain's ViT convention):
+        0 for the patch and position embeddings, ``i + 1`` for block ``i``, ``num_layers - 1``
+        for the neck. Returns ``(layer_depth, num_layers)``, ``num_layers = depth + 2``."""
+        num_layers = len(self.blocks) + 2
+        name = param_name[len(prefix):] if param_name.startswith(prefix) else ''
+        head, _, rest = name.partition('.')
+        if name == 'pos_embed' or head == 'patch_embed':
+            return 0, num_layers
+        if head == 'blocks':
+            return int(rest.split('.')[0]) + 1, num_layers
+        return num_layers - 1, num_layers
+
     def forward(self, img: Tensor) -> Tuple[Tensor, ...]:
         """Args:
             img (Tensor): (B, 3, H, W) normalized image, H and W multiples of 16.

@@ -1,9 +1,1 @@
-"""Necks: the Cycle-scan modules and the selective-scan backends they run on."""
-from .cycle_scan import CycleScan, MultiScaleCycleScan
-from .selective_scan import (ScanBackendUnavailableError, get_default_scan_backend, selective_scan,
-                             set_default_scan_backend)
-
-__all__ = [
-    'CycleScan', 'MultiScaleCycleScan', 'selective_scan', 'set_default_scan_backend', 'get_default_scan_backend',
-    'ScanBackendUnavailableError'
-]
+"""Necks: modules between an encoder's features and a decode head."""

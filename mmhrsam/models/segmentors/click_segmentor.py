@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS, build_model
+from mmhrsam.structures.click_sampling import sample_click_torch
 from .interactive_sam import InteractiveSAM
 
 
@@ -73,7 +74,6 @@ class ClickSegmentor(InteractiveSAM):
             clicks a sample does not take, previous low-res logits (B, 1, 4h, 4w) and
             their validity (B,) (False for k = 0).
         """
-        from mmhrsam.evaluation import sample_click_torch
         batch, (height, width) = target.shape[0], target.shape[-2:]
         clicked = torch.zeros_like(target)
         empty = torch.zeros_like(target)

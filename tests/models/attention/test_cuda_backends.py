@@ -3,7 +3,8 @@ the float64 reference, half precision, batching and gradients."""
 import pytest
 import torch
 
-from mmhrsam.models.attention import AxialRoPE, available_backends
+from mmhrsam.models.layers import AxialRoPE
+from mmhrsam.ops.attention import available_backends
 from mmhrsam.registry import MODELS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

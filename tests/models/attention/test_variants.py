@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmhrsam.models.attention import (AxialRoPE, BackendUnavailableError, FlexibleLocalAttention,
-                                      available_backends, set_default_backend)
+from mmhrsam.models.attention import FlexibleLocalAttention
+from mmhrsam.models.layers import AxialRoPE
+from mmhrsam.ops import BackendUnavailableError, set_backends
+from mmhrsam.ops.attention import available_backends
 from mmhrsam.registry import MODELS
 
 C, HEADS = 32, 4
@@ -320,11 +322,11 @@ def test_auto_follows_the_switch(monkeypatch):
     x = torch.randn(1, 6, 6, C)
     with torch.no_grad():
         expected = attn(x)
-        set_default_backend('reference')
+        set_backends(attention='reference')
         try:
             torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-5)
         finally:
-            set_default_backend(None)
+            set_backends(attention='auto')
     monkeypatch.setenv('MMHRSAM_ATTENTION_BACKEND', 'nonsense')
     with pytest.raises(ValueError, match='MMHRSAM_ATTENTION_BACKEND'):
         attn(x)

@@ -1,4 +1,4 @@
-"""Block-diagonal attention kernels behind one switch.
+"""Block-diagonal attention kernels and their backend table.
 
 Every backend computes the same thing: for queries and keys/values already put in group
 order by a :class:`~.index_maps.TokenPartition`, softmax attention inside each group.
@@ -11,14 +11,15 @@ order by a :class:`~.index_maps.TokenPartition`, softmax attention inside each g
   ``BlockDiagonalMask``, the original implementation's kernel.
 - ``reference`` (any device): explicit per-group loop, for tests.
 
-``auto`` never fails: it resolves to :func:`get_default_backend` (``sdpa`` unless set
-with :func:`set_default_backend` or the ``MMHRSAM_ATTENTION_BACKEND`` variable).
+Which one runs is decided by :data:`ATTENTION_BACKENDS` under the rule of
+:mod:`mmhrsam.ops.switch`; ``auto`` falls back to ``sdpa``, which runs anywhere. It is
+the fastest exact backend measured (``docs/benchmarks.md``: 0.29 ms against
+FlexAttention's 0.53 ms for Flash Swin at 128² tokens on an H100).
 Optional packages are imported only when their backend is used.
 """
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 import weakref
 from typing import Callable, Dict, Optional
@@ -27,44 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..switch import Backend, BackendTable, BackendUnavailableError
 from .index_maps import TokenPartition
-
-BACKENDS = ('auto', 'sdpa', 'flex', 'xformers', 'reference')
-_default_backend: Optional[str] = None
-
-
-class BackendUnavailableError(RuntimeError):
-    """The requested attention backend cannot run here; the message says what to install."""
-
-
-def set_default_backend(name: Optional[str]) -> None:
-    """Set what ``backend='auto'`` resolves to (``None`` restores the built-in choice)."""
-    if name is not None and name not in BACKENDS[1:]:
-        raise ValueError(f'unknown attention backend {name!r}; choose from {BACKENDS[1:]}')
-    global _default_backend
-    _default_backend = name
-
-
-def get_default_backend() -> str:
-    """The backend ``auto`` resolves to: set_default_backend(), the env var, else ``sdpa``.
-
-    Bucketed dense SDPA is the fastest exact backend measured (SPEC §8: 0.29 ms against
-    FlexAttention's 0.53 ms for Flash Swin at 128² tokens on an H100), and runs anywhere.
-    """
-    name = _default_backend or os.environ.get('MMHRSAM_ATTENTION_BACKEND') or 'sdpa'
-    if name not in BACKENDS[1:]:
-        raise ValueError(f'MMHRSAM_ATTENTION_BACKEND={name!r} is not one of {BACKENDS[1:]}')
-    return name
-
-
-def validate_backend(name: str) -> str:
-    if name not in BACKENDS:
-        raise ValueError(f'unknown attention backend {name!r}; choose from {BACKENDS}')
-    return name
-
-
-def resolve_backend(name: str) -> str:
-    return get_default_backend() if validate_backend(name) == 'auto' else name
 
 
 # --------------------------------------------------------------------------- reference
@@ -185,7 +150,8 @@ def xformers_block_mask(part: TokenPartition, batch_size: int):
     """``BlockDiagonalMask`` for the batch flattened into one sequence.
 
     Sample ``b``'s groups are the ``b``-th copy of the partition's groups, so no group
-    can span two samples (the original implementation's defect, SPEC §7.1).
+    can span two samples (the original implementation let windows of consecutive samples
+    meet; ``docs/architecture.md``, "Differences from the original code").
     """
     from xformers.ops.fmha.attn_bias import BlockDiagonalMask
     return BlockDiagonalMask.from_seqlens(
@@ -203,12 +169,52 @@ def xformers_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartition, sc
     return out.reshape(B, Lq, H, d)
 
 
-_KERNELS = {
-    'reference': reference_attention,
-    'sdpa': sdpa_attention,
-    'flex': flex_attention,
-    'xformers': xformers_attention,
-}
+def flex_unavailable(q: Tensor) -> Optional[str]:
+    """Why the flex backend cannot run on queries like ``q`` (None when it can)."""
+    try:
+        _flex_module()
+    except BackendUnavailableError as e:
+        return str(e)
+    if not q.is_cuda and torch.is_grad_enabled() and q.requires_grad:
+        return "attention backend 'flex' has no backward on CPU; use 'sdpa' for training"
+    return None
+
+
+def xformers_unavailable(q: Tensor) -> Optional[str]:
+    """Why the xformers backend cannot run on queries like ``q`` (None when it can)."""
+    if not q.is_cuda:
+        return "attention backend 'xformers' has no CPU kernels; use 'sdpa'"
+    if not _xformers_kernels_run(str(q.device)):
+        return ("attention backend 'xformers' needs the optional package xformers built for this "
+                f"torch ({torch.__version__}): pip install xformers")
+    return None
+
+
+def scattered(kernel: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``kernel`` with the ``out_index`` argument of the table: its group-order output is
+    scattered to the rows ``out_index`` names (sdpa does this per bucket instead)."""
+
+    @functools.wraps(kernel)
+    def fn(q, k, v, part, scale, out_index=None):
+        out = kernel(q, k, v, part, scale)
+        if out_index is None:
+            return out
+        result = torch.empty_like(out)
+        result[:, out_index] = out
+        return result
+
+    return fn
+
+
+#: The attention backends: fn(q, k, v, part, scale, out_index) -> (B, Lq, H, d).
+ATTENTION_BACKENDS = BackendTable(
+    'attention', 'MMHRSAM_ATTENTION_BACKEND', {
+        'reference': Backend(scattered(reference_attention)),
+        'sdpa': Backend(sdpa_attention),
+        'flex': Backend(scattered(flex_attention), flex_unavailable),
+        'xformers': Backend(scattered(xformers_attention), xformers_unavailable),
+    },
+    auto_order=('sdpa', ))
 
 
 def block_diagonal_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartition, scale: float,
@@ -221,38 +227,27 @@ def block_diagonal_attention(q: Tensor, k: Tensor, v: Tensor, part: TokenPartiti
         v (Tensor): (B, Lkv, H, d) values in group order.
         part (TokenPartition): the groups.
         scale (float): softmax scale.
-        backend (str): one of :data:`BACKENDS`.
+        backend (str): ``'auto'`` or a key of :data:`ATTENTION_BACKENDS`.
         out_index (Tensor, optional): (Lq,) destination row of each query's output; a
             permutation (typically ``part.q_index``, giving the original token order).
 
     Returns:
         Tensor: (B, Lq, H, d), in group order, or scattered by ``out_index``.
+
+    Raises:
+        BackendUnavailableError: an explicitly named backend cannot run on these inputs.
     """
-    name = resolve_backend(backend)
-    if name == 'sdpa':
-        return sdpa_attention(q, k, v, part, scale, out_index)
-    out = _KERNELS[name](q, k, v, part, scale)
-    if out_index is None:
-        return out
-    scattered = torch.empty_like(out)
-    scattered[:, out_index] = out
-    return scattered
+    name = ATTENTION_BACKENDS.resolve(backend, q)
+    return ATTENTION_BACKENDS.backends[name].fn(q, k, v, part, scale, out_index)
 
 
 def available_backends(device) -> list:
-    """Backends that can run on ``device`` here (``auto`` excluded)."""
-    names = ['reference', 'sdpa']
-    try:
-        _flex_module()
-        names.append('flex')
-    except BackendUnavailableError:
-        pass
-    if torch.device(device).type == 'cuda' and _xformers_kernels_run(str(device)):
-        names.append('xformers')
-    return names
+    """Attention backends that can run on ``device`` here (``auto`` excluded)."""
+    probe = torch.empty(0, device=device)
+    return [name for name, b in ATTENTION_BACKENDS.backends.items() if b.unavailable(probe) is None]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=4)
 def _xformers_kernels_run(device: str) -> bool:
     """xformers imports even when its kernels were built for another torch; try one call."""
     try:

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from mmhrsam.models.attention import AxialRoPE
+from mmhrsam.models.layers import AxialRoPE
 
 
 def test_rope_matches_hand_computed_rotation():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmhrsam.models.necks import CycleScan, MultiScaleCycleScan
+from mmhrsam.models.layers import CycleScan, MultiScaleCycleScan
 from mmhrsam.registry import MODELS
 
 C_SMALL, N_SMALL = 16, 4
@@ -164,7 +164,7 @@ def test_multi_scale_equals_cycle_scan_on_concatenation():
 def test_cuda_triton_module_matches_float64_and_chunked_gradients():
     """The module on the GPU with the periodic Triton op: output vs the float64 spelling-out of SPEC §3,
     and every parameter's gradient vs the chunked backend (which scans the repeated sequence)."""
-    from mmhrsam.models.necks.selective_scan import triton_scan
+    from mmhrsam.ops.selective_scan import triton_scan
     if triton_scan.triton is None or triton_scan.INTERPRETED:
         pytest.skip('triton unavailable')
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmhrsam.registry import MODELS
-from .selective_scan import cycle_selective_scan
+from mmhrsam.ops.selective_scan import cycle_selective_scan
 
 
 @MODELS.register_module()
@@ -38,7 +38,7 @@ class CycleScan(BaseModule):
         dt_min (float): smallest initial time step (log-uniform init of the delta bias).
         dt_max (float): largest initial time step.
         scan_backend (str): selective-scan backend, see
-            :func:`mmhrsam.models.necks.selective_scan.selective_scan`.
+            :func:`mmhrsam.ops.selective_scan.selective_scan`.
         init_cfg (dict, optional): MMEngine initialization config.
     """
 
@@ -63,7 +63,7 @@ class CycleScan(BaseModule):
         self.out_norm = nn.LayerNorm(embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         for p in (self.ssm_proj_bias, self.As_log, self.Ds, self.gamma):
-            p._no_weight_decay = True  # mamba-ssm's convention; SPEC §7.7
+            p._no_weight_decay = True  # mamba-ssm's convention (docs/architecture.md, "Training rules")
 
     @staticmethod
     def _init_delta_bias(channels: int, dt_min: float, dt_max: float, dt_floor: float = 1e-4) -> Tensor:

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmhrsam.models.attention import available_backends, block_diagonal_attention, window_partition
-from mmhrsam.models.attention.backends import flex_block_mask, group_ids, xformers_block_mask
+from mmhrsam.ops.attention import available_backends, block_diagonal_attention, window_partition
+from mmhrsam.ops.attention.kernels import flex_block_mask, group_ids, xformers_block_mask
 
 
 def allowed_pairs(part, batch):

@@ -3,7 +3,7 @@ independently) and coordinate-level definitions of the windows."""
 import pytest
 import torch
 
-from mmhrsam.models.attention import (concat_partitions, dilated_partition, global_partition,
+from mmhrsam.ops.attention import (concat_partitions, dilated_partition, global_partition,
                                       multi_scale_partition, window_partition)
 
 

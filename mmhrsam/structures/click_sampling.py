@@ -3,7 +3,7 @@
 Same rules and tie-breaking as :mod:`mmhrsam.evaluation.clicker` (see its docstring),
 for (B, H, W) bool tensors, so that the click loop never leaves the GPU (no per-click
 device-to-host copy of full masks). Distances are exact int64 squared distances from
-:func:`mmhrsam.evaluation.distance.squared_distance_transform`.
+:func:`mmhrsam.ops.distance_transform.squared_distance_transform`.
 
 Both functions return ``(ys, xs, is_positive, has_click)``: int64 (B,), int64 (B,),
 bool (B,), bool (B,). Samples without a click (no error pixel left) get ``ys = xs = -1``
@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .distance import squared_distance_transform
+from mmhrsam.ops.distance_transform import squared_distance_transform
 
 Clicks = Tuple[Tensor, Tensor, Tensor, Tensor]  # ys, xs, is_positive, has_click
 

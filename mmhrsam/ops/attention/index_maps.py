@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -142,6 +142,19 @@ class TokenPartition:
             else:
                 runs.append([1, lq, lk])
         return tuple(tuple(r) for r in runs)
+
+    def precompute(self, with_slots: bool = True) -> 'TokenPartition':
+        """Compute every derived index (each ``cached_property``) now and return ``self``.
+
+        A partition built outside ``torch.compile`` then holds only constants, so compiled
+        layers read them instead of tracing their construction (a graph break each).
+        """
+        for name, attr in vars(TokenPartition).items():
+            if isinstance(attr, functools.cached_property):
+                getattr(self, name)
+        if with_slots and self.uses_padding:
+            self.slot_partition.precompute(with_slots=False)
+        return self
 
     def bucketed(self) -> 'TokenPartition':
         """The same groups reordered (stably) so that groups of equal size are adjacent.
@@ -315,3 +328,25 @@ def multi_scale_partition(kind: str, grids: Tuple[Grid, ...], device: str = 'cpu
 
 
 PARTITION_BUILDERS = {'window': window_partition, 'dilated': dilated_partition, 'global': global_partition}
+
+
+#: Most partitions :func:`cached_partition` keeps; the oldest is dropped beyond it. A model
+#: meets a handful (one per grid, window and shift), so this only bounds pathological use.
+PARTITION_CACHE_SIZE = 256
+# A plain dict rather than functools.lru_cache: torch.compile traces through lru_cache
+# wrappers (rebuilding the maps in every graph), while it reads a global dict's entries as
+# guarded constants, so a warm cache keeps compiled layers free of graph breaks.
+_PARTITIONS: Dict[tuple, TokenPartition] = {}
+
+
+def cached_partition(kind: str, grids: Tuple[Grid, ...], device: str, params: tuple) -> TokenPartition:
+    """``multi_scale_partition(kind, grids, device, **dict(params))``, bucketed, with every
+    derived index computed (:meth:`TokenPartition.precompute`), cached per arguments."""
+    key = (kind, grids, device, params)
+    part = _PARTITIONS.get(key)
+    if part is None:
+        part = multi_scale_partition(kind, grids, device, **dict(params)).bucketed().precompute()
+        if len(_PARTITIONS) >= PARTITION_CACHE_SIZE:
+            del _PARTITIONS[next(iter(_PARTITIONS))]
+        _PARTITIONS[key] = part
+    return part

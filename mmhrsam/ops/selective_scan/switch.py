@@ -16,38 +16,22 @@ the reason, never an ImportError. It also runs CPU tensors under Triton's interp
 kernels were defined with ``TRITON_INTERPRET=1`` (tests), but only when named explicitly:
 ``auto`` always sends CPU tensors to ``chunked``.
 
-``auto`` never fails: it takes the preferred backend (the global default when one is set
-with :func:`set_default_scan_backend` or the ``MMHRSAM_SCAN_BACKEND`` variable, else the
-first of :data:`AUTO_ORDER`) and falls back along :data:`AUTO_ORDER` to the first backend
-that can run on the given inputs; ``chunked`` always can. A backend named explicitly is
-used or raises :class:`ScanBackendUnavailableError`.
+``auto`` follows the rule of :mod:`mmhrsam.ops.switch`: the preferred backend (set with
+``set_backends(scan=...)`` or the ``MMHRSAM_SCAN_BACKEND`` variable), then
+:data:`AUTO_ORDER`, the first that can run on the given inputs; ``chunked`` always can. A
+backend named explicitly is used or raises :class:`~mmhrsam.ops.switch.BackendUnavailableError`.
 
 Adding a backend is one entry in :data:`SCAN_BACKENDS` (and one in :data:`AUTO_ORDER` if
 ``auto`` should prefer it).
 """
-import os
-import warnings
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Optional
 
 from torch import Tensor
 
+from ..switch import Backend, BackendTable
 from .chunked import chunked_selective_scan
-from .mamba_ssm import ScanBackendUnavailableError, mamba_ssm_selective_scan, mamba_ssm_unavailable
+from .mamba_ssm import mamba_ssm_selective_scan, mamba_ssm_unavailable
 from .reference import reference_selective_scan
-
-ENV_VAR = 'MMHRSAM_SCAN_BACKEND'
-
-
-def _always_available(u: Tensor) -> Optional[str]:
-    return None
-
-
-class ScanBackend(NamedTuple):
-    """A selective-scan implementation and its availability check."""
-    #: fn(u, delta, A, B, C, D, delta_bias, delta_softplus) -> y (batch, D, L).
-    fn: Callable[..., Tensor]
-    #: unavailable(u) -> why it cannot run on inputs like ``u`` here, or None.
-    unavailable: Callable[[Tensor], Optional[str]] = _always_available
 
 
 def triton_selective_scan(u: Tensor, *args, **kwargs) -> Tensor:
@@ -65,54 +49,24 @@ def triton_unavailable(u: Tensor) -> Optional[str]:
     return check(u)
 
 
-SCAN_BACKENDS: Dict[str, ScanBackend] = {
-    'triton': ScanBackend(triton_selective_scan, triton_unavailable),
-    'mamba_ssm': ScanBackend(mamba_ssm_selective_scan, mamba_ssm_unavailable),
-    'chunked': ScanBackend(chunked_selective_scan),
-    'reference': ScanBackend(reference_selective_scan),
-}
-#: ``auto``'s preference order after the global default; must end with an always-available backend.
+#: ``auto``'s preference order after the preferred backend; ends with an always-available backend.
 AUTO_ORDER = ('triton', 'mamba_ssm', 'chunked')
-
-_default_backend: Optional[str] = None
-_warned = set()
-
-
-def _validate(name: str, allow_auto: bool = True) -> str:
-    names = (('auto', ) if allow_auto else ()) + tuple(SCAN_BACKENDS)
-    if name not in names:
-        raise ValueError(f'unknown selective-scan backend {name!r}; choose from {names}')
-    return name
-
-
-def set_default_scan_backend(name: Optional[str]) -> None:
-    """Set the backend ``auto`` prefers (``None`` or ``'auto'`` restores the built-in order)."""
-    global _default_backend
-    _default_backend = None if name in (None, 'auto') else _validate(name)
-
-
-def get_default_scan_backend() -> str:
-    """The preferred backend: set_default_scan_backend(), else $MMHRSAM_SCAN_BACKEND, else 'auto'."""
-    name = _default_backend or os.environ.get(ENV_VAR) or 'auto'
-    if name not in ('auto', ) + tuple(SCAN_BACKENDS):
-        raise ValueError(f'{ENV_VAR}={name!r} is not one of {("auto", ) + tuple(SCAN_BACKENDS)}')
-    return name
+#: The selective-scan backends: fn(u, delta, A, B, C, D, delta_bias, delta_softplus) -> y (batch, D, L).
+SCAN_TABLE = BackendTable(
+    'scan', 'MMHRSAM_SCAN_BACKEND', {
+        'triton': Backend(triton_selective_scan, triton_unavailable),
+        'mamba_ssm': Backend(mamba_ssm_selective_scan, mamba_ssm_unavailable),
+        'chunked': Backend(chunked_selective_scan),
+        'reference': Backend(reference_selective_scan),
+    },
+    auto_order=AUTO_ORDER)
+#: name -> :class:`~mmhrsam.ops.switch.Backend` (the table's dict; tests add fakes to it).
+SCAN_BACKENDS = SCAN_TABLE.backends
 
 
 def resolve_scan_backend(name: str, u: Tensor) -> str:
     """The backend that ``name`` means for inputs like ``u`` (explicit names are returned as is)."""
-    if _validate(name) != 'auto':
-        return name
-    preferred = get_default_scan_backend()
-    candidates = ((preferred, ) if preferred != 'auto' else ()) + AUTO_ORDER
-    for candidate in candidates:
-        reason = SCAN_BACKENDS[candidate].unavailable(u)
-        if reason is None:
-            return candidate
-        if candidate == preferred and preferred not in _warned:  # an explicit choice: say once why not
-            _warned.add(preferred)
-            warnings.warn(f'default scan backend {preferred!r} cannot run here, falling back: {reason}')
-    return 'chunked'
+    return SCAN_TABLE.resolve(name, u)
 
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
@@ -164,7 +118,7 @@ def selective_scan(u: Tensor,
         Tensor: y, (batch, D, L) in ``u``'s dtype.
 
     Raises:
-        ScanBackendUnavailableError: an explicitly named backend cannot run here.
+        BackendUnavailableError: an explicitly named backend cannot run here.
     """
     _check_shapes(u, delta, A, B, C, D, delta_bias)
     name = resolve_scan_backend(backend, u)
@@ -173,11 +127,10 @@ def selective_scan(u: Tensor,
 
 def available_scan_backends(u: Tensor) -> list:
     """Names of the backends that can run on inputs like ``u`` here (``auto`` excluded)."""
-    return [name for name, b in SCAN_BACKENDS.items() if b.unavailable(u) is None]
+    return SCAN_TABLE.available(u)
 
 
 __all__ = [
-    'ScanBackend', 'ScanBackendUnavailableError', 'SCAN_BACKENDS', 'AUTO_ORDER', 'ENV_VAR', 'selective_scan',
-    'set_default_scan_backend', 'get_default_scan_backend', 'resolve_scan_backend', 'available_scan_backends',
+    'SCAN_TABLE', 'SCAN_BACKENDS', 'AUTO_ORDER', 'selective_scan', 'resolve_scan_backend', 'available_scan_backends',
     'triton_selective_scan', 'triton_unavailable'
 ]

@@ -7,12 +7,11 @@ import types
 import pytest
 import torch
 
-from mmhrsam.models.necks.selective_scan import (SCAN_BACKENDS, ScanBackend, ScanBackendUnavailableError,
-                                                 chunked_selective_scan, get_default_scan_backend,
-                                                 reference_selective_scan, resolve_scan_backend, selective_scan,
-                                                 set_default_scan_backend)
+from mmhrsam.ops import Backend, BackendUnavailableError, get_backends, set_backends
+from mmhrsam.ops.selective_scan import (SCAN_BACKENDS, chunked_selective_scan, reference_selective_scan,
+                                        resolve_scan_backend, selective_scan)
 
-adapter = importlib.import_module('mmhrsam.models.necks.selective_scan.mamba_ssm')
+adapter = importlib.import_module('mmhrsam.ops.selective_scan.mamba_ssm')
 ARG_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
 
 
@@ -203,17 +202,17 @@ def test_chunked_full_size_practical():
 @pytest.fixture
 def clean_default(monkeypatch):
     monkeypatch.delenv('MMHRSAM_SCAN_BACKEND', raising=False)
-    set_default_scan_backend(None)
+    set_backends(scan='auto')
     yield
-    set_default_scan_backend(None)
+    set_backends(scan='auto')
 
 
 @pytest.mark.skipif(adapter._load_selective_scan_fn()[0] is not None, reason='mamba-ssm is installed')
 def test_mamba_ssm_missing_is_a_clear_error(clean_default):
     args = make_inputs(1, 2, 2, 5)
-    with pytest.raises(ScanBackendUnavailableError, match='pip install mamba-ssm'):
+    with pytest.raises(BackendUnavailableError, match='pip install mamba-ssm'):
         selective_scan(*args, backend='mamba_ssm')
-    assert issubclass(ScanBackendUnavailableError, RuntimeError)
+    assert issubclass(BackendUnavailableError, RuntimeError)
     assert resolve_scan_backend('auto', args[0]) == 'chunked'
     torch.testing.assert_close(selective_scan(*args).double(), loop_scan(*args), rtol=1e-4, atol=1e-4)
 
@@ -226,23 +225,23 @@ def test_cpu_inputs_never_pick_mamba_ssm(clean_default):
 
 def test_default_backend_and_env_var(clean_default, monkeypatch):
     u = torch.zeros(1, 2, 3)
-    assert get_default_scan_backend() == 'auto'
+    assert get_backends()['scan'] == 'auto'
     monkeypatch.setenv('MMHRSAM_SCAN_BACKEND', 'reference')
     assert resolve_scan_backend('auto', u) == 'reference'
-    set_default_scan_backend('chunked')  # the function wins over the variable
+    set_backends(scan='chunked')  # the function wins over the variable
     assert resolve_scan_backend('auto', u) == 'chunked'
     assert resolve_scan_backend('reference', u) == 'reference'  # explicit names are not overridden
-    set_default_scan_backend('mamba_ssm')  # cannot run on CPU: auto falls back, with a warning
+    set_backends(scan='mamba_ssm')  # cannot run on CPU: auto falls back, with a warning
     with pytest.warns(UserWarning, match='mamba_ssm'):
         assert resolve_scan_backend('auto', u) == 'chunked'
     with pytest.raises(ValueError):
-        set_default_scan_backend('cuda_magic')
+        set_backends(scan='cuda_magic')
     with pytest.raises(ValueError):
         selective_scan(*make_inputs(1, 2, 2, 3), backend='cuda_magic')
-    set_default_scan_backend(None)
+    set_backends(scan='auto')
     monkeypatch.setenv('MMHRSAM_SCAN_BACKEND', 'nope')
     with pytest.raises(ValueError, match='MMHRSAM_SCAN_BACKEND'):
-        get_default_scan_backend()
+        get_backends()['scan']
 
 
 def test_new_backend_is_one_dict_entry(clean_default, monkeypatch):
@@ -252,10 +251,10 @@ def test_new_backend_is_one_dict_entry(clean_default, monkeypatch):
         calls.append(len(args))
         return reference_selective_scan(*args)
 
-    monkeypatch.setitem(SCAN_BACKENDS, 'fake', ScanBackend(fake))
+    monkeypatch.setitem(SCAN_BACKENDS, 'fake', Backend(fake))
     args = make_inputs(1, 2, 2, 4)
     selective_scan(*args, backend='fake')
-    set_default_scan_backend('fake')
+    set_backends(scan='fake')
     selective_scan(*args)
     assert calls == [8, 8]
 

@@ -4,12 +4,13 @@ from typing import Callable, Optional, Tuple
 
 from torch import Tensor
 
+from ..switch import BackendUnavailableError
+
+#: The name the Triton modules raise (they import it from here); the one error class of the switch.
+ScanBackendUnavailableError = BackendUnavailableError
+
 INSTALL_HINT = ('pip install mamba-ssm (built from source for this torch and CUDA; '
                 'see https://github.com/state-spaces/mamba)')
-
-
-class ScanBackendUnavailableError(RuntimeError):
-    """The requested selective-scan backend cannot run here; the message says why and what to install."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,11 +48,11 @@ def mamba_ssm_selective_scan(u: Tensor,
     ``B``/``C`` of shape (batch, N, L) are its single-group variable B/C.
 
     Raises:
-        ScanBackendUnavailableError: mamba-ssm is not installed or the inputs are not CUDA.
+        BackendUnavailableError: mamba-ssm is not installed or the inputs are not CUDA.
     """
     reason = mamba_ssm_unavailable(u)
     if reason is not None:
-        raise ScanBackendUnavailableError(reason)
+        raise BackendUnavailableError(reason)
     fn, _ = _load_selective_scan_fn()
     dtype = u.dtype
     return fn(u.contiguous(), delta.to(dtype).contiguous(), A.float().contiguous(),

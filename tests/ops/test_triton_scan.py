@@ -18,9 +18,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-MODULE = 'mmhrsam.models.necks.selective_scan.triton_scan'
-CYCLE_MODULE = 'mmhrsam.models.necks.selective_scan.triton_cycle_scan'
-PACKAGE = 'mmhrsam.models.necks.selective_scan'
+MODULE = 'mmhrsam.ops.selective_scan.triton_scan'
+CYCLE_MODULE = 'mmhrsam.ops.selective_scan.triton_cycle_scan'
+PACKAGE = 'mmhrsam.ops.selective_scan'
 ARG_NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
 
 
@@ -99,7 +99,7 @@ def test_interpreter_suite():
     env = dict(os.environ, TRITON_INTERPRET='1')
     cmd = [sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', __file__]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     report = out.stdout[-6000:] + out.stderr[-3000:]
     if 'triton interpreter cannot run here' in out.stdout or 'triton interpreter unavailable' in out.stdout:
         pytest.skip('triton interpreter cannot run here:\n' + report)
@@ -361,7 +361,7 @@ def test_cycle_scan_launches(ts, tc, monkeypatch):
 @interp
 def test_cycle_scan_bf16_and_switch(ts):
     """bf16 inputs with fp32 gamma; ``cycle_selective_scan(backend='triton')`` takes the periodic op, others repeat."""
-    from mmhrsam.models.necks.selective_scan import cycle_selective_scan
+    from mmhrsam.ops.selective_scan import cycle_selective_scan
     args = make_inputs(1, 4, 16, 32, seed=4, dtype=torch.bfloat16)  # N = 16: tf32 channel reductions
     gamma = torch.tensor([[1.0, 0.5, -0.25]]).repeat(4, 1)
     ours = [t.clone().requires_grad_() for t in args + [gamma]]
@@ -383,8 +383,8 @@ def test_cycle_scan_bf16_and_switch(ts):
 
 @interp
 def test_switch_uses_triton_only_when_asked_on_cpu(ts):
-    from mmhrsam.models.necks.selective_scan import (AUTO_ORDER, SCAN_BACKENDS, ScanBackendUnavailableError,
-                                                     resolve_scan_backend, selective_scan)
+    from mmhrsam.ops import BackendUnavailableError as ScanBackendUnavailableError
+    from mmhrsam.ops.selective_scan import AUTO_ORDER, SCAN_BACKENDS, resolve_scan_backend, selective_scan
     assert AUTO_ORDER[0] == 'triton' and 'triton' in SCAN_BACKENDS
     args = make_inputs(1, 3, 2, 9, seed=2)
     assert resolve_scan_backend('auto', args[0]) == 'chunked'  # the interpreter is a test tool
@@ -399,7 +399,8 @@ def test_switch_uses_triton_only_when_asked_on_cpu(ts):
 def test_not_interpreted_cpu_is_a_clear_error():
     """Without the interpreter, CPU tensors get ScanBackendUnavailableError with the reason."""
     code = ('import os, torch; os.environ.pop("TRITON_INTERPRET", None)\n'
-            'from mmhrsam.models.necks.selective_scan import selective_scan, ScanBackendUnavailableError\n'
+            'from mmhrsam.ops import BackendUnavailableError as ScanBackendUnavailableError\n'
+            'from mmhrsam.ops.selective_scan import selective_scan\n'
             'x = torch.zeros(1, 2, 3); A = -torch.ones(2, 2); B = torch.zeros(1, 2, 3)\n'
             'try:\n    selective_scan(x, x, A, B, B, backend="triton")\n'
             'except ScanBackendUnavailableError as e:\n    print("OK", e)\n')
@@ -413,7 +414,7 @@ def test_import_without_triton():
     """A missing triton: `import mmhrsam` works and the backend says why it is unavailable."""
     code = ('import sys; sys.modules["triton"] = None\n'
             'import torch, mmhrsam\n'
-            'from mmhrsam.models.necks.selective_scan import triton_scan, selective_scan\n'
+            'from mmhrsam.ops.selective_scan import triton_scan, selective_scan\n'
             'x = torch.zeros(1, 2, 3)\n'
             'assert triton_scan.triton is None\n'
             'print("REASON", triton_scan.triton_unavailable(x))\n'
@@ -474,7 +475,7 @@ def test_kernels_build_for_sm90_without_a_gpu():
 
 def compare_on_cuda(fns, args, names, dtype):
     """Output and input gradients of each fn in ``fns`` on the same CUDA inputs and output gradient agree."""
-    from mmhrsam.models.necks.selective_scan import triton_scan
+    from mmhrsam.ops.selective_scan import triton_scan
     if triton_scan.INTERPRETED:
         pytest.skip('kernels were defined for the interpreter')
     grad_out = torch.randn(args[0].shape, device='cuda', generator=torch.Generator('cuda').manual_seed(0))
@@ -492,7 +493,7 @@ def compare_on_cuda(fns, args, names, dtype):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_cuda_matches_chunked(dtype):
-    from mmhrsam.models.necks.selective_scan import chunked_selective_scan, resolve_scan_backend, selective_scan
+    from mmhrsam.ops.selective_scan import chunked_selective_scan, resolve_scan_backend, selective_scan
     args = [t.cuda() for t in make_inputs(2, 96, 32, 3000, seed=1, dtype=dtype)]
     assert resolve_scan_backend('auto', args[0]) == 'triton'
     compare_on_cuda((lambda *a: selective_scan(*a, backend='triton'), chunked_selective_scan), args, ARG_NAMES, dtype)
@@ -501,7 +502,7 @@ def test_cuda_matches_chunked(dtype):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_cuda_cycle_scan_matches_repeat(dtype):
-    from mmhrsam.models.necks.selective_scan import cycle_selective_scan, repeat_cycle_selective_scan
+    from mmhrsam.ops.selective_scan import cycle_selective_scan, repeat_cycle_selective_scan
     args = [t.cuda() for t in make_inputs(2, 96, 32, 1500, seed=6, dtype=dtype)]
     args.append(1 + 0.3 * torch.randn(96, 3, device='cuda'))
     compare_on_cuda((lambda *a: cycle_selective_scan(*a, backend='triton'),
