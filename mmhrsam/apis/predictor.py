@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS
-from mmhrsam.utils.checkpoint import extract_state_dict, load_checkpoint_file
+from mmhrsam.utils.checkpoint import load_checkpoint_file, load_model_weights
 
 #: Side lengths of the padded input must be multiples of this (the ViT patch size).
 SIZE_DIVISOR = 16
@@ -265,8 +265,10 @@ class HRSAMPredictor:
                 constructor's ``target_size``, ``pixel_mean``, ``pixel_std``, ``bgr_input``.
             checkpoint (str | dict, optional): a checkpoint file or an already loaded
                 checkpoint in the project's layout (``backbone.*``, ``head.*``, possibly
-                under ``'state_dict'``/``'model'`` or with a DDP ``module.`` prefix), loaded
-                strictly: any missing or extra key is an error. Files are read with
+                under ``'state_dict'``/``'model'`` or with a DDP ``module.`` prefix) or in the
+                released HRSAM / HRSAM++ layout (converted on load, as by
+                ``tools/model_converters/hrsam_release_to_mmhrsam.py``), loaded strictly: any
+                missing or extra key is an error. Files are read with
                 ``weights_only`` loading; training checkpoints with pickled objects can be
                 passed as a dict loaded by the caller. When None, ``init_weights()`` runs
                 on a module where an ``init_cfg`` is set (e.g. ``Pretrained``); otherwise
@@ -406,11 +408,12 @@ class HRSAMPredictor:
 
 
 def load_predictor_weights(backbone: nn.Module, head: nn.Module, checkpoint) -> None:
-    """Strictly load a ``backbone.*`` / ``head.*`` checkpoint (file or dict) into the modules."""
+    """Strictly load a checkpoint (file or dict) into the modules: the project's ``backbone.*`` /
+    ``head.*`` layout, or a released HRSAM / HRSAM++ one, converted on load
+    (:func:`mmhrsam.utils.checkpoint.load_model_weights`)."""
     if isinstance(checkpoint, (str, os.PathLike)):
         checkpoint = load_checkpoint_file(os.fspath(checkpoint))
-    state_dict = extract_state_dict(checkpoint)
     container = nn.Module()
     container.backbone = backbone
     container.head = head
-    container.load_state_dict(state_dict, strict=True)
+    load_model_weights(container, checkpoint)
