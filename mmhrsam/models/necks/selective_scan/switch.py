@@ -7,6 +7,8 @@ backend        how                                                         devic
                build step; :mod:`.triton_scan`)
 ``mamba_ssm``  mamba-ssm's fused CUDA kernel (optional package)            CUDA
 ``chunked``    pure PyTorch, chunk-parallel, O(sqrt L) Python steps        any
+``export``     pure PyTorch, out-of-place ops only: traceable for ONNX      any
+               export (:mod:`.export_scan`)
 ``reference``  sequential float64 loop over tokens, for tests              any
 =============  ==========================================================  ===========
 
@@ -32,6 +34,7 @@ from typing import Callable, Dict, NamedTuple, Optional
 from torch import Tensor
 
 from .chunked import chunked_selective_scan
+from .export_scan import export_selective_scan
 from .mamba_ssm import ScanBackendUnavailableError, mamba_ssm_selective_scan, mamba_ssm_unavailable
 from .reference import reference_selective_scan
 
@@ -69,6 +72,7 @@ SCAN_BACKENDS: Dict[str, ScanBackend] = {
     'triton': ScanBackend(triton_selective_scan, triton_unavailable),
     'mamba_ssm': ScanBackend(mamba_ssm_selective_scan, mamba_ssm_unavailable),
     'chunked': ScanBackend(chunked_selective_scan),
+    'export': ScanBackend(export_selective_scan),
     'reference': ScanBackend(reference_selective_scan),
 }
 #: ``auto``'s preference order after the global default; must end with an always-available backend.
