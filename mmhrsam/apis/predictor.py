@@ -20,6 +20,12 @@ Pre- and post-processing follow SPEC §5/§6 and segment_anything's ``SamPredict
   square, cropped to the resized image, resized (bilinear) to the original size and
   thresholded at 0 — ``Sam.postprocess_masks`` with the actual padded size
   (:func:`postprocess_logits`).
+
+``protocol='original'`` follows the original HRSAM implementation instead (how the released
+weights were evaluated, docs/evaluation_protocol.md): :func:`preprocess_image_original`
+(normalize, zero-pad to a multiple of 32, resize without antialiasing, zero-pad),
+:func:`map_points_original` (``x * s``, no rounding) and :func:`postprocess_logits_original`
+(back to the 32-padded size, then cropped).
 """
 from __future__ import annotations
 
@@ -38,6 +44,10 @@ from mmhrsam.utils.checkpoint import load_checkpoint_file, load_model_weights
 
 #: Side lengths of the padded input must be multiples of this (the ViT patch size).
 SIZE_DIVISOR = 16
+#: The original implementation pads the normalized image to a multiple of this first.
+ORIGINAL_PAD_DIVISOR = 32
+#: ``'exact'``: the project's pre/post-processing; ``'original'``: the original implementation's.
+PROTOCOLS = ('exact', 'original')
 
 ArrayLike = Union[np.ndarray, Sequence, Tensor]
 
@@ -151,6 +161,54 @@ def preprocess_image(image: np.ndarray,
     return x.to(dtype), (new_h, new_w)
 
 
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`PROTOCOLS`, else a ValueError."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}')
+    return protocol
+
+
+def preprocess_image_original(image: np.ndarray,
+                              target_size: int,
+                              pixel_mean: Sequence[float],
+                              pixel_std: Sequence[float],
+                              bgr_input: bool = False,
+                              device: Union[str, torch.device, None] = None,
+                              dtype: torch.dtype = torch.float32
+                              ) -> Tuple[Tensor, Tuple[int, int], Tuple[int, int]]:
+    """The original implementation's encoder input, step by step.
+
+    (flip,) normalize; zero-pad right/bottom to multiples of 32, (H', W'); resize that to
+    :func:`get_preprocess_shape` ``(H', W', target_size)`` with bilinear interpolation
+    without antialiasing (``align_corners=False``); zero-pad to the square.
+
+    Args:
+        image, target_size, pixel_mean, pixel_std, bgr_input, device, dtype: as in
+            :func:`preprocess_image`.
+
+    Returns:
+        tuple: the (1, 3, target_size, target_size) input, the resized (h, w) before the
+        last padding and the 32-padded (H', W') the clicks and logits are mapped through.
+    """
+    image = as_rgb_image(image)
+    target_size = check_target_size(target_size)
+    height, width = image.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
+    if bgr_input:
+        x = x.flip(1)
+    mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.as_tensor(pixel_std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    padded = (-(-height // ORIGINAL_PAD_DIVISOR) * ORIGINAL_PAD_DIVISOR,
+              -(-width // ORIGINAL_PAD_DIVISOR) * ORIGINAL_PAD_DIVISOR)
+    x = F.pad(x, (0, padded[1] - width, 0, padded[0] - height))
+    new_h, new_w = get_preprocess_shape(*padded, target_size)
+    if (new_h, new_w) != padded:
+        x = F.interpolate(x, (new_h, new_w), mode='bilinear', align_corners=False, antialias=False)
+    x = F.pad(x, (0, target_size - new_w, 0, target_size - new_h))
+    return x.to(dtype), (new_h, new_w), padded
+
+
 # ---------------------------------------------------------------------- clicks and logits
 def map_points(points: np.ndarray, original_size: Tuple[int, int],
                input_size: Tuple[int, int]) -> np.ndarray:
@@ -182,6 +240,34 @@ def map_points(points: np.ndarray, original_size: Tuple[int, int],
     x = np.clip(x, 0, new_w - 1)
     y = np.clip(y, 0, new_h - 1)
     return np.stack([x, y], axis=1).astype(np.int64)
+
+
+def map_points_original(points: np.ndarray, padded_size: Tuple[int, int],
+                        input_size: Tuple[int, int]) -> np.ndarray:
+    """The original implementation's click mapping: ``x * new_w / W'``, ``y * new_h / H'``.
+
+    No rounding and no pixel-centre shift here (the head adds +0.5 afterwards), computed in
+    float32 as the original does (float32 coordinates times a factor rounded to float32).
+
+    Args:
+        points (np.ndarray): (N, 2) clicks (x, y) in the original frame.
+        padded_size (tuple[int, int]): (H', W'), the image padded to multiples of 32.
+        input_size (tuple[int, int]): (h, w) it was resized to.
+
+    Returns:
+        np.ndarray: (N, 2) float32 clicks (x', y') in the resized frame.
+    """
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    scale = np.array([input_size[1] / padded_size[1], input_size[0] / padded_size[0]], dtype=np.float32)
+    return points * scale
+
+
+def postprocess_logits_original(low_res_logits: Tensor, input_size: Tuple[int, int], pad_size: int,
+                                padded_size: Tuple[int, int], original_size: Tuple[int, int]) -> Tensor:
+    """The original implementation's logits at the original size: :func:`postprocess_logits`
+    to the 32-padded size (H', W'), then the (H, W) top-left crop."""
+    x = postprocess_logits(low_res_logits, input_size, pad_size, padded_size)
+    return x[..., :original_size[0], :original_size[1]]
 
 
 def postprocess_logits(low_res_logits: Tensor, input_size: Tuple[int, int], pad_size: int,
@@ -224,6 +310,8 @@ class HRSAMPredictor:
             True for the released HRSAM weights. Images given to ``set_image`` are RGB.
         device (str | torch.device, optional): where to run; by default the device of the
             backbone's parameters.
+        protocol (str): ``'exact'`` (the project's pre/post-processing and click mapping) or
+            ``'original'`` (the original implementation's, see the module docstring).
     """
 
     def __init__(self,
@@ -233,7 +321,8 @@ class HRSAMPredictor:
                  pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
                  pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
                  bgr_input: bool = False,
-                 device: Union[str, torch.device, None] = None):
+                 device: Union[str, torch.device, None] = None,
+                 protocol: str = 'exact'):
         if len(pixel_mean) != 3 or len(pixel_std) != 3:
             raise ValueError('pixel_mean and pixel_std need 3 values each')
         if any(s <= 0 for s in pixel_std):
@@ -242,6 +331,7 @@ class HRSAMPredictor:
         self.pixel_mean = tuple(float(v) for v in pixel_mean)
         self.pixel_std = tuple(float(v) for v in pixel_std)
         self.bgr_input = bool(bgr_input)
+        self.protocol = check_protocol(protocol)
         param = next(backbone.parameters(), None)
         if device is None:
             device = param.device if param is not None else 'cpu'
@@ -262,7 +352,8 @@ class HRSAMPredictor:
             config (str | dict | mmengine.Config): a config (file) with
                 ``model=dict(backbone=..., head=..., ...)``; other ``model`` keys are
                 ignored. An optional top-level ``predictor=dict(...)`` gives the
-                constructor's ``target_size``, ``pixel_mean``, ``pixel_std``, ``bgr_input``.
+                constructor's ``target_size``, ``pixel_mean``, ``pixel_std``, ``bgr_input``,
+                ``protocol``.
             checkpoint (str | dict, optional): a checkpoint file or an already loaded
                 checkpoint in the project's layout (``backbone.*``, ``head.*``, possibly
                 under ``'state_dict'``/``'model'`` or with a DDP ``module.`` prefix) or in the
@@ -294,7 +385,7 @@ class HRSAMPredictor:
         else:
             load_predictor_weights(backbone, head, checkpoint)
         options = dict(config.get('predictor') or {})
-        allowed = {'target_size', 'pixel_mean', 'pixel_std', 'bgr_input'}
+        allowed = {'target_size', 'pixel_mean', 'pixel_std', 'bgr_input', 'protocol'}
         unknown = set(options) - allowed
         if unknown:
             raise ValueError(f'unknown predictor options {sorted(unknown)}; allowed: {sorted(allowed)}')
@@ -312,6 +403,7 @@ class HRSAMPredictor:
         self.original_size: Optional[Tuple[int, int]] = None
         self.input_size: Optional[Tuple[int, int]] = None
         self.pad_size: Optional[int] = None
+        self.padded_size: Optional[Tuple[int, int]] = None  # 32-padded (H', W'), 'original' only
 
     @torch.no_grad()
     def set_image(self, image: np.ndarray, target_size: Optional[int] = None) -> None:
@@ -325,8 +417,11 @@ class HRSAMPredictor:
         """
         self.reset_image()
         pad_size = check_target_size(self.target_size if target_size is None else target_size)
-        x, input_size = preprocess_image(image, pad_size, self.pixel_mean, self.pixel_std,
-                                         self.bgr_input, self.device, self.dtype)
+        args = (image, pad_size, self.pixel_mean, self.pixel_std, self.bgr_input, self.device, self.dtype)
+        if self.protocol == 'original':
+            x, input_size, self.padded_size = preprocess_image_original(*args)
+        else:
+            x, input_size = preprocess_image(*args)
         self.backbone.eval()
         out = self.backbone(x)
         features = out[-1] if isinstance(out, (tuple, list)) else out
@@ -380,7 +475,8 @@ class HRSAMPredictor:
 
         Args:
             points (array-like): (N, 2) clicks (x, y) in original-image pixel coordinates
-                (ints or floats, inside the image); mapped by :func:`map_points`.
+                (ints or floats, inside the image); mapped by :func:`map_points` (or
+                :func:`map_points_original`).
             labels (array-like): (N,) 1 positive, 0 negative.
             prev_logits (Tensor | np.ndarray, optional): the ``logits`` returned by the
                 previous call on this image, fed back as the mask prompt; None at the first
@@ -397,11 +493,18 @@ class HRSAMPredictor:
             raise RuntimeError('no image set: call set_image(image) before predict()')
         points, labels = self._check_points(points, labels)
         prev = self._check_prev_logits(prev_logits)
-        mapped = map_points(points, self.original_size, self.input_size)
+        if self.protocol == 'original':
+            mapped = map_points_original(points, self.padded_size, self.input_size)
+        else:
+            mapped = map_points(points, self.original_size, self.input_size)
         point_t = torch.as_tensor(mapped, dtype=torch.float32, device=self.device)[None]
         label_t = torch.as_tensor(labels, dtype=torch.long, device=self.device)[None]
         low_res, iou = self.head(self.features, point_t, label_t, prev)
-        full = postprocess_logits(low_res, self.input_size, self.pad_size, self.original_size)
+        if self.protocol == 'original':
+            full = postprocess_logits_original(low_res, self.input_size, self.pad_size, self.padded_size,
+                                               self.original_size)
+        else:
+            full = postprocess_logits(low_res, self.input_size, self.pad_size, self.original_size)
         full = full[0, 0]
         out = full if return_logits else full > 0
         return out.cpu().numpy(), low_res.detach(), float(iou.reshape(-1)[0])
