@@ -1,6 +1,7 @@
 """The model behind the server: one backbone + head, many predictors sharing it."""
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -36,11 +37,15 @@ class SharedModel:
     warning: Optional[str] = None
 
     def new_predictor(self) -> HRSAMPredictor:
-        """A predictor on the same modules, options and device (its own embedding slot)."""
-        base = self.base
-        return HRSAMPredictor(base.backbone, base.head, target_size=base.target_size,
-                              pixel_mean=base.pixel_mean, pixel_std=base.pixel_std,
-                              bgr_input=base.bgr_input, device=base.device)
+        """A predictor on the same modules, options and device, with its own embedding slot.
+
+        A shallow copy shares the modules and keeps every option of the base (whatever
+        options the predictor grows); ``set_image`` only ever rebinds the copy's own
+        embedding attributes, so copies never see each other's images.
+        """
+        predictor = copy.copy(self.base)
+        predictor.reset_image()
+        return predictor
 
 
 def load_shared_model(config: str, checkpoint: Optional[str], device: Union[str, torch.device],

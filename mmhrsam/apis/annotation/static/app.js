@@ -118,6 +118,7 @@ function rleToPreview(rle, pw, ph) {
 }
 
 // ------------------------------------------------------------------ drawing
+// A mask as a translucent layer with an opaque outline (pixels with a 4-neighbour outside).
 function maskLayer(mask, color, alpha, pw, ph) {
   const layer = document.createElement('canvas');
   layer.width = pw; layer.height = ph;
@@ -125,10 +126,22 @@ function maskLayer(mask, color, alpha, pw, ph) {
   const pixels = ctx.createImageData(pw, ph);
   for (let i = 0; i < mask.length; i++) {
     if (!mask[i]) continue;
-    pixels.data.set([color[0], color[1], color[2], alpha], 4 * i);
+    const x = i % pw, y = (i - x) / pw;
+    const edge = x === 0 || y === 0 || x === pw - 1 || y === ph - 1 ||
+      !mask[i - 1] || !mask[i + 1] || !mask[i - pw] || !mask[i + pw];
+    pixels.data.set([color[0], color[1], color[2], edge ? 255 : alpha], 4 * i);
   }
   ctx.putImageData(pixels, 0, 0);
   return layer;
+}
+
+// Show the preview as large as the stage allows (clicks are mapped from the shown size).
+function fitCanvas() {
+  if (!state.image) return;
+  const stage = $('stage'), canvas = $('canvas');
+  const scale = Math.min((stage.clientWidth - 24) / canvas.width, (stage.clientHeight - 24) / canvas.height);
+  canvas.style.width = `${Math.max(1, Math.floor(canvas.width * scale))}px`;
+  canvas.style.height = `${Math.max(1, Math.floor(canvas.height * scale))}px`;
 }
 
 function draw() {
@@ -201,6 +214,7 @@ async function openImage(imageId) {
   Object.assign(state, { image, points: [], labels: [], mask: null, objects: [] });
   const canvas = $('canvas');
   canvas.width = image.preview_width; canvas.height = image.preview_height;
+  fitCanvas();
   $('image-info').textContent = `${image.name}: ${image.width} × ${image.height} px` +
     (image.preview_width < image.width ? ` (shown at ${image.preview_width} × ${image.preview_height})` : '');
   draw(); updateControls(); await loadImageList();
@@ -259,6 +273,7 @@ async function saveObject() {
   showMessage(`Saved object #${saved.object_id} as ${saved.mask_file}.`);
   Object.assign(state, { points: [], labels: [], mask: null });
   $('label').value = '';
+  $('score').textContent = '—';
   updateControls();
   await loadObjects();
 }
@@ -296,6 +311,7 @@ function init() {
       await openImage(image.image_id);
     });
   };
+  window.addEventListener('resize', fitCanvas);
   enqueue(async () => { await loadHealth(); await loadImageList(); });
 }
 
