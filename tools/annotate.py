@@ -90,6 +90,9 @@ def main(argv=None):
                          cache_size=args.cache_size)
     app = create_app(model.new_predictor, options)
     logger.info('model: %s on %s; saving to %s', model.description, device, os.path.abspath(args.out))
+    if args.host not in ('127.0.0.1', 'localhost', '::1'):
+        logger.warning('--host %s: the app has no authentication; anyone who can reach this '
+                       'address can read the images and write annotations', args.host)
     logger.info('open http://%s:%d in a browser', args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level='info')
 

@@ -268,6 +268,8 @@ def test_bad_input_gets_clear_errors(tmp_path, scene):
         (post_file('notes.png', b'hello, not an image'), 415, 'not an image'),
         (post_file('empty.png', b''), 415, 'empty'),
         (post_file('cut.png', png_bytes(scene[0][:60, :80])[:3000]), 400, 'truncated'),
+        (post_file('cut.jpg', cv2.imencode('.jpg', scene[0][:60, :80])[1].tobytes()[:1500]), 400,
+         'truncated'),
         (post_file('big.png', png_bytes(np.zeros((101, 100, 3), np.uint8))), 413, '10,100 pixels'),
         (client.post('/api/images', files={'other': ('a.png', b'x')}), 422, 'file'),
         (client.post(predict, json=dict(points=[[50, 10]], labels=[1])), 422, 'outside'),

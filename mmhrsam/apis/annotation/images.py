@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from mmhrsam.datasets.io import BadSampleError, read_image
 from .errors import AnnotationError, NotAnImage, NotFound, TooLarge
@@ -79,7 +79,9 @@ def read_size(path: Path, shown_name: str, max_pixels: int) -> Tuple[int, int]:
             width, height = im.size
     except Image.DecompressionBombError as e:
         raise TooLarge(f'{shown_name}: {e}') from e
-    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+    except UnidentifiedImageError as e:  # its message names the server-side path: not shown
+        raise NotAnImage(f'{shown_name} is not an image file that can be read') from e
+    except Exception as e:  # PIL raises OSError, SyntaxError, ... on damaged headers
         raise NotAnImage(f'{shown_name} is not an image file that can be read ({e})') from e
     if width * height > max_pixels:
         raise TooLarge(f'{shown_name} has {width}x{height} = {width * height:,} pixels, more than '
@@ -175,6 +177,7 @@ class ImageStore:
             self._make_preview(record, image)
         except AnnotationError:
             path.unlink()
+            folder.rmdir()
             raise
         with self._lock:
             self._pending = (image_id, image)
@@ -189,9 +192,9 @@ class ImageStore:
                 return image
         try:
             image = read_image(record.path)
-        except BadSampleError as e:
+        except BadSampleError as e:  # the decoder's own words, without the server-side path
             raise AnnotationError(f'{record.name} cannot be decoded: it is truncated or damaged '
-                                  f'({e})') from e
+                                  f'({e.__cause__ or e})') from e
         if image.shape[:2] != (record.height, record.width):
             raise AnnotationError(f'{record.name} decodes to {image.shape[1]}x{image.shape[0]} '
                                   f'but its header says {record.width}x{record.height}')

@@ -43,6 +43,9 @@ class Predictor(Protocol):
 #: Makes a new predictor (sharing the model of the others); one per cached embedding.
 PredictorFactory = Callable[[], Predictor]
 
+#: torch >= 2.5 names it torch.OutOfMemoryError; older versions only torch.cuda's (same class).
+OUT_OF_MEMORY = (getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError), MemoryError)
+
 
 @dataclass
 class Prediction:
@@ -162,7 +165,7 @@ class Segmenter:
         try:
             with self.model_lock:
                 yield
-        except (torch.OutOfMemoryError, MemoryError) as e:
+        except OUT_OF_MEMORY as e:
             with self._cache_lock:
                 self._cache.clear()
             gc.collect()
