@@ -172,3 +172,17 @@ def test_click_and_save_in_a_real_browser(server, browser, tmp_path):
         assert png[int(sy), int(sx)] == 255 and png[ty, tx] == 255  # clicked pixel: foreground
         assert target[int(sy), int(sx)] == 1  # inside the object aimed at
         assert png[5, 5] == 0
+
+    # The page's RLE decoder against pycocotools, on the scene's own (intricate) object masks,
+    # at full size and sampled down to the preview as the overlay is drawn.
+    from pycocotools import mask as mask_utils
+    for target in masks:
+        rle = mask_utils.encode(np.asfortranarray(target))
+        rle = dict(size=rle['size'], counts=rle['counts'].decode())
+        for side in (SIZE, PREVIEW):
+            found = browser.execute_script(
+                'const m = rleToPreview(arguments[0], arguments[1], arguments[1]); const out = [];'
+                'm.forEach((v, i) => { if (v) out.push(i); }); return out;', rle, side)
+            step = SIZE // side  # nearest sample of pixel centres: rows/cols step/2, 3 step/2, ...
+            expected = np.flatnonzero(target[step // 2::step, step // 2::step])
+            np.testing.assert_array_equal(found, expected)
