@@ -18,7 +18,8 @@ from mmhrsam.registry import MODELS
 from mmhrsam.structures import InteractiveDataSample
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
-RECIPE = os.path.join(ROOT, 'configs', 'sam_lightening', 'sam-lightening-tiny_progressive-distill_1xb2_90it_synthetic-256.py')
+RECIPE = os.path.join(ROOT, 'configs', 'sam_lightening',
+                      'sam-lightening-tiny_progressive-distill_1xb2_90it_synthetic-256.py')
 STUDENT_ARCH = dict(embed_dim=16, depth=2, num_heads=2, attn_pattern=(2, 'window'))
 TEACHER_ARCH = dict(embed_dim=24, depth=3, num_heads=2, global_attn_indexes=(2, ))
 HEAD = dict(type='SAMHead', image_size=64, decoder_mlp_dim=64, decoder_num_heads=2, iou_head_hidden_dim=32)
@@ -168,7 +169,7 @@ def recipe():
     cfg = Config.fromfile(RECIPE)
     with DefaultScope.overwrite_default_scope('mmhrsam'):
         dataset = DATASETS.build(cfg.train_dataloader.dataset)
-        batch = pseudo_collate([dataset[0], dataset[1]])
+        batch = pseudo_collate([dataset[0]])
     return cfg, batch
 
 
@@ -182,14 +183,14 @@ def test_recipe_lowers_the_loss_of_every_stage_on_a_fixed_batch(recipe):
     for stage in cfg.model.stages:
         set_iteration(stage['begin'])
         history = []
-        for _ in range(6):
+        for _ in range(3):
             losses = model(**data, mode='loss')
             total = sum(v for k, v in losses.items() if k.startswith('loss'))
             optimizer.zero_grad()
             total.backward()
             optimizer.step()
-            history.append(float(total))
-        assert history[-1] < 0.9 * history[0], (stage, history)
+            history.append(float(total.detach()))
+        assert all(b < a for a, b in zip(history, history[1:])), (stage, history)
 
 
 def test_runner_switches_stages_by_iteration(recipe, tmp_path):
@@ -199,6 +200,7 @@ def test_runner_switches_stages_by_iteration(recipe, tmp_path):
     cfg.model.stages = [dict(begin=0, feature=1.0), dict(begin=2, embedding=1.0),
                         dict(begin=4, embedding=1.0, mask=1.0)]
     cfg.train_cfg.max_iters = 5
+    cfg.train_dataloader.batch_size = 1
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 100
     cfg.work_dir = str(tmp_path)
