@@ -4,7 +4,8 @@ Usage::
 
     python tools/extract_teacher_embeddings.py CONFIG --teacher sam_vit_h \\
         --checkpoint sam_vit_h_4b8939.pth --out data/teacher/sam_vit_h [--device cuda] \\
-        [--batch-size 4] [--num-workers 4] [--target-size 1024] [--bgr-input | --no-bgr-input]
+        [--batch-size 4] [--num-workers 4] [--target-size 1024] [--bgr-input | --no-bgr-input] \\
+        [--features blocks.7 blocks.15 ...] [--cfg-options KEY=VALUE ...]
 
 ``CONFIG`` is a training config (its ``train_dataloader.dataset`` is used) or a config with
 a top-level ``dataset``; the dataset comes from ``mmhrsam.registry.DATASETS`` and must
@@ -26,9 +27,12 @@ tuple whose last element it is). ``--checkpoint`` is then optional: a state dict
 model's layout, possibly prefixed ``backbone.`` or ``image_encoder.``.
 
 Output (see :mod:`mmhrsam.datasets.teacher_embeddings`): one float16 ``.npy`` per image and
-``manifest.json``. Runs are resumable: images whose manifest record, checksum and file are
-intact are skipped; the manifest is rewritten atomically every ``--save-every`` images and
-at the end (also after an error or Ctrl-C).
+``manifest.json``. ``--features`` adds the outputs of named teacher sub-modules (e.g. SAM ViT
+blocks ``blocks.7``) as float16 (C, h, w) files under ``<out>/<name>/``, for progressive
+distillation; a directory keeps the feature list it was started with. Runs are resumable:
+images whose manifest record, checksum and files are intact are skipped; the manifest is
+rewritten atomically every ``--save-every`` images and at the end (also after an error or
+Ctrl-C).
 """
 from __future__ import annotations
 
@@ -36,10 +40,11 @@ import argparse
 import os
 import sys
 import warnings
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmengine.config import DictAction
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -47,8 +52,9 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 from mmhrsam.structures.image_geometry import preprocess_image  # noqa: E402
 from mmhrsam.datasets.teacher_embeddings import (  # noqa: E402
-    embedding_file_name, file_sha1, image_checksum, image_entry, new_manifest, preprocessing_differences,
-    preprocessing_record, read_manifest, save_embedding, write_manifest)
+    embedding_file_name, feature_file_name, file_sha1, image_checksum, image_entry, new_manifest,
+    preprocessing_differences, preprocessing_record, read_manifest, save_embedding, write_manifest)
+from mmhrsam.models.segmentors.progressive_distiller import forward_with_features  # noqa: E402
 
 #: --teacher names of segment_anything's encoders -> keys of ``sam_model_registry``.
 SAM_TEACHERS = {'sam_vit_h': 'vit_h', 'sam_vit_l': 'vit_l', 'sam_vit_b': 'vit_b'}
@@ -71,15 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--bgr-input', action=argparse.BooleanOptionalAction, default=None,
                         help='feed BGR-ordered channels (default: from the config)')
     parser.add_argument('--save-every', type=int, default=200, help='rewrite the manifest every N images')
+    parser.add_argument('--features', nargs='+', default=[], metavar='MODULE',
+                        help='also store the outputs of these teacher sub-modules (e.g. blocks.7 blocks.15)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config entries, e.g. train_dataloader.dataset.num_images=64')
     return parser
 
 
 # ---------------------------------------------------------------------- config and dataset
-def load_config(path: str):
-    """The config and its default scope set (mmhrsam unless the config says otherwise)."""
+def load_config(path: str, options: Optional[dict] = None):
+    """The config with ``options`` merged and its default scope set (mmhrsam unless it says otherwise)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(path)
+    cfg.merge_from_dict(options or {})
     init_default_scope(cfg.get('default_scope') or 'mmhrsam')
     return cfg
 
@@ -185,13 +196,13 @@ def build_teacher(name: str, checkpoint: Optional[str], target_size: int) -> Tup
     return encoder.eval(), record
 
 
-def run_teacher(teacher: nn.Module, batch: Tensor) -> Tensor:
-    """(B, 3, S, S) -> (B, C, h, w) embedding (the last element of a tuple output)."""
-    out = teacher(batch)
-    out = out[-1] if isinstance(out, (tuple, list)) else out
+def run_teacher(teacher: nn.Module, batch: Tensor, features: Sequence[str] = ()) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """(B, 3, S, S) -> the (B, C, h, w) embedding (the last element of a tuple output) and the
+    outputs of the sub-modules ``features``, each (B, C_name, h, w)."""
+    out, feats = forward_with_features(teacher, features, batch)
     if out.dim() != 4 or out.shape[0] != batch.shape[0]:
         raise RuntimeError(f'teacher returned {tuple(out.shape)}, expected ({batch.shape[0]}, C, h, w)')
-    return out
+    return out, feats
 
 
 # ---------------------------------------------------------------------- extraction
@@ -222,51 +233,78 @@ class ImageInputs(Dataset):
         return item
 
 
-def open_manifest(out_dir: str, teacher: dict, preprocessing: dict) -> dict:
-    """The existing manifest of ``out_dir`` when it matches the teacher and preprocessing, else a new one."""
+def open_manifest(out_dir: str, teacher: dict, preprocessing: dict, features: Sequence[str] = ()) -> dict:
+    """The existing manifest of ``out_dir`` when it matches the teacher, preprocessing and
+    stored features, else a new one."""
     if not os.path.isfile(os.path.join(out_dir, 'manifest.json')):
-        return new_manifest(teacher, preprocessing)
+        return new_manifest(teacher, preprocessing, features)
     manifest = read_manifest(out_dir)
     old = manifest['teacher']
     diffs = preprocessing_differences({k: v for k, v in preprocessing.items() if k != 'resize'},
                                       manifest['preprocessing'])
     diffs += [f'teacher {key}: now {teacher[key]}, stored {old.get(key)}' for key in ('name', 'checkpoint_sha1')
               if teacher[key] != old.get(key)]
+    if list(features) != manifest.get('features', []):
+        diffs.append(f'features: now {list(features)}, stored {manifest.get("features", [])}')
     if diffs:
         raise RuntimeError(f'{out_dir} holds embeddings made otherwise ({"; ".join(diffs)}): '
                            'use another --out directory, or delete this one to start over')
     return manifest
 
 
-def intact_entries(out_dir: str, entries: Dict[str, dict]) -> Dict[str, str]:
-    """img_id -> image SHA-1 of the records whose file exists with the recorded shape and dtype."""
+def _stored_ok(path: str, shape, dtype: str) -> bool:
+    """True when ``path`` is an .npy file of ``shape`` and ``dtype`` (reads the header only)."""
+    try:
+        stored = np.load(path, mmap_mode='r', allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    return list(stored.shape) == list(shape) and str(stored.dtype) == dtype
+
+
+def intact_entries(out_dir: str, entries: Dict[str, dict], features: Sequence[str] = ()) -> Dict[str, str]:
+    """img_id -> image SHA-1 of the records whose embedding and ``features`` files exist with the
+    recorded shapes and dtypes."""
     done = {}
     for img_id, entry in entries.items():
-        try:  # reads the .npy header only
-            stored = np.load(os.path.join(out_dir, entry['file']), mmap_mode='r', allow_pickle=False)
-        except (OSError, ValueError):
+        stored = entry.get('features', {})
+        if set(stored) != set(features):
             continue
-        if list(stored.shape) == list(entry['embedding_shape']) and str(stored.dtype) == entry['embedding_dtype']:
+        files = [(entry['file'], entry['embedding_shape'], entry['embedding_dtype'])]
+        files += [(f['file'], f['shape'], f['dtype']) for f in stored.values()]
+        if all(_stored_ok(os.path.join(out_dir, file), shape, dtype) for file, shape, dtype in files):
             done[img_id] = entry['image_sha1']
     return done
 
 
+def to_float16(t: Tensor, what: str, items: List[dict]) -> np.ndarray:
+    """A teacher output as a float16 array; an error when it does not fit float16."""
+    array = t.float().cpu().half().numpy()
+    if not np.isfinite(array).all():
+        raise RuntimeError(f'teacher {what} of {[i["img_id"] for i in items]} are not finite in float16')
+    return array
+
+
 def store_batch(teacher: nn.Module, items: List[dict], device: torch.device, out_dir: str, manifest: dict,
                 files: Dict[str, str]) -> None:
-    """Run the teacher on a batch, write the float16 embeddings and their manifest records."""
+    """Run the teacher on a batch, write the float16 embeddings (and the manifest's features)
+    and their manifest records."""
     batch = torch.cat([item['input'] for item in items]).to(device)
+    names = manifest.get('features', [])
     with torch.inference_mode():
-        embeddings = run_teacher(teacher, batch).float().cpu().half().numpy()
-    if not np.isfinite(embeddings).all():
-        raise RuntimeError(f'teacher embeddings of {[i["img_id"] for i in items]} are not finite in float16')
-    for item, embedding in zip(items, embeddings):
+        out, feats = run_teacher(teacher, batch, names)
+        embeddings = to_float16(out, 'embeddings', items)
+        feats = {name: to_float16(f, f'feature {name!r}', items) for name, f in feats.items()}
+    for k, (item, embedding) in enumerate(zip(items, embeddings)):
         img_id, name = item['img_id'], embedding_file_name(item['img_id'])
         if files.setdefault(name, img_id) != img_id:
             raise RuntimeError(f'image ids {files[name]!r} and {img_id!r} map to the same file {name}')
         embedding = np.ascontiguousarray(embedding)
         save_embedding(out_dir, name, embedding)
+        own = {n: np.ascontiguousarray(f[k]) for n, f in feats.items()}
+        for n, feature in own.items():
+            save_embedding(out_dir, feature_file_name(n, img_id), feature)
         manifest['images'][img_id] = image_entry(img_id, item['img_path'], item['sha1'], item['ori_shape'],
-                                                 embedding)
+                                                 embedding, own)
 
 
 def extract(refs: List[ImageRef], teacher: nn.Module, manifest: dict, out_dir: str, device: torch.device,
@@ -274,7 +312,8 @@ def extract(refs: List[ImageRef], teacher: nn.Module, manifest: dict, out_dir: s
     """Compute the missing or outdated embeddings of ``refs``; returns ``computed``/``skipped`` counts."""
     from tqdm import tqdm
     images = manifest['images']
-    done = intact_entries(out_dir, {r.img_id: images[r.img_id] for r in refs if r.img_id in images})
+    done = intact_entries(out_dir, {r.img_id: images[r.img_id] for r in refs if r.img_id in images},
+                          manifest.get('features', []))
     files = {entry['file']: img_id for img_id, entry in images.items()}
     loader = DataLoader(ImageInputs(refs, done, manifest['preprocessing']), batch_size=batch_size,
                         num_workers=num_workers, collate_fn=list)
@@ -305,13 +344,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.save_every < 1:
         raise ValueError('--batch-size and --save-every must be >= 1')
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     preprocessing = resolve_preprocessing(cfg, check_target_size(args.target_size), args.bgr_input)
     refs = unique_images(build_dataset(cfg))
     os.makedirs(args.out, exist_ok=True)
     device = torch.device(args.device)
     teacher, record = build_teacher(args.teacher, args.checkpoint, args.target_size)
-    manifest = open_manifest(args.out, record, preprocessing)
+    manifest = open_manifest(args.out, record, preprocessing, args.features)
     stats = extract(refs, teacher.to(device), manifest, args.out, device, args.batch_size, args.num_workers,
                     args.save_every)
     print(f'{len(refs)} unique images: {stats["computed"]} computed, {stats["skipped"]} already stored; '

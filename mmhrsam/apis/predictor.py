@@ -21,6 +21,12 @@ segment_anything's ``SamPredictor``:
   square, cropped to the resized image, resized (bilinear) to the original size and
   thresholded at 0 — ``Sam.postprocess_masks`` with the actual padded size
   (:func:`postprocess_logits`).
+
+``protocol='original'`` follows the original HRSAM implementation instead (how the released
+weights were evaluated, docs/evaluation_protocol.md): :func:`preprocess_image_original`
+(normalize, zero-pad to a multiple of 32, resize without antialiasing, zero-pad),
+:func:`map_points_original` (``x * s``, no rounding) and :func:`postprocess_logits_original`
+(back to the 32-padded size, then cropped).
 """
 from __future__ import annotations
 
@@ -33,10 +39,11 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS
-from mmhrsam.structures.image_geometry import (SIZE_DIVISOR, ArrayLike, as_rgb_image, check_target_size,  # noqa: F401
-                                               get_preprocess_shape, map_points, postprocess_logits,
-                                               preprocess_image)
-from mmhrsam.utils.checkpoint import extract_state_dict, load_checkpoint_file
+from mmhrsam.structures.image_geometry import (ArrayLike, as_rgb_image, check_protocol,  # noqa: F401  (re-exported)
+                                               check_target_size, get_preprocess_shape, map_points,
+                                               map_points_original, postprocess_logits, postprocess_logits_original,
+                                               preprocess_image, preprocess_image_original)
+from mmhrsam.utils.checkpoint import load_checkpoint_file, load_model_weights
 
 
 # ---------------------------------------------------------------------- predictor
@@ -66,6 +73,8 @@ class HRSAMPredictor:
             True for the released HRSAM weights. Images given to ``set_image`` are RGB.
         device (str | torch.device, optional): where to run; by default the device of the
             backbone's parameters.
+        protocol (str): ``'exact'`` (the project's pre/post-processing and click mapping) or
+            ``'original'`` (the original implementation's, see the module docstring).
     """
 
     def __init__(self,
@@ -75,7 +84,8 @@ class HRSAMPredictor:
                  pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
                  pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
                  bgr_input: bool = False,
-                 device: Union[str, torch.device, None] = None):
+                 device: Union[str, torch.device, None] = None,
+                 protocol: str = 'exact'):
         if len(pixel_mean) != 3 or len(pixel_std) != 3:
             raise ValueError('pixel_mean and pixel_std need 3 values each')
         if any(s <= 0 for s in pixel_std):
@@ -84,6 +94,7 @@ class HRSAMPredictor:
         self.pixel_mean = tuple(float(v) for v in pixel_mean)
         self.pixel_std = tuple(float(v) for v in pixel_std)
         self.bgr_input = bool(bgr_input)
+        self.protocol = check_protocol(protocol)
         param = next(backbone.parameters(), None)
         if device is None:
             device = param.device if param is not None else 'cpu'
@@ -104,11 +115,14 @@ class HRSAMPredictor:
             config (str | dict | mmengine.Config): a config (file) with
                 ``model=dict(backbone=..., head=..., ...)``; other ``model`` keys are
                 ignored. An optional top-level ``predictor=dict(...)`` gives the
-                constructor's ``target_size``, ``pixel_mean``, ``pixel_std``, ``bgr_input``.
+                constructor's ``target_size``, ``pixel_mean``, ``pixel_std``, ``bgr_input``,
+                ``protocol``.
             checkpoint (str | dict, optional): a checkpoint file or an already loaded
                 checkpoint in the project's layout (``backbone.*``, ``head.*``, possibly
-                under ``'state_dict'``/``'model'`` or with a DDP ``module.`` prefix), loaded
-                strictly: any missing or extra key is an error. Files are read with
+                under ``'state_dict'``/``'model'`` or with a DDP ``module.`` prefix) or in the
+                released HRSAM / HRSAM++ layout (converted on load, as by
+                ``tools/model_converters/hrsam_release_to_mmhrsam.py``), loaded strictly: any
+                missing or extra key is an error. Files are read with
                 ``weights_only`` loading; training checkpoints with pickled objects can be
                 passed as a dict loaded by the caller. When None, ``init_weights()`` runs
                 on a module where an ``init_cfg`` is set (e.g. ``Pretrained``); otherwise
@@ -134,7 +148,7 @@ class HRSAMPredictor:
         else:
             load_predictor_weights(backbone, head, checkpoint)
         options = dict(config.get('predictor') or {})
-        allowed = {'target_size', 'pixel_mean', 'pixel_std', 'bgr_input'}
+        allowed = {'target_size', 'pixel_mean', 'pixel_std', 'bgr_input', 'protocol'}
         unknown = set(options) - allowed
         if unknown:
             raise ValueError(f'unknown predictor options {sorted(unknown)}; allowed: {sorted(allowed)}')
@@ -152,6 +166,7 @@ class HRSAMPredictor:
         self.original_size: Optional[Tuple[int, int]] = None
         self.input_size: Optional[Tuple[int, int]] = None
         self.pad_size: Optional[int] = None
+        self.padded_size: Optional[Tuple[int, int]] = None  # 32-padded (H', W'), 'original' only
 
     @torch.no_grad()
     def set_image(self, image: np.ndarray, target_size: Optional[int] = None) -> None:
@@ -165,8 +180,11 @@ class HRSAMPredictor:
         """
         self.reset_image()
         pad_size = check_target_size(self.target_size if target_size is None else target_size)
-        x, input_size = preprocess_image(image, pad_size, self.pixel_mean, self.pixel_std,
-                                         self.bgr_input, self.device, self.dtype)
+        args = (image, pad_size, self.pixel_mean, self.pixel_std, self.bgr_input, self.device, self.dtype)
+        if self.protocol == 'original':
+            x, input_size, self.padded_size = preprocess_image_original(*args)
+        else:
+            x, input_size = preprocess_image(*args)
         self.backbone.eval()
         out = self.backbone(x)
         features = out[-1] if isinstance(out, (tuple, list)) else out
@@ -220,7 +238,8 @@ class HRSAMPredictor:
 
         Args:
             points (array-like): (N, 2) clicks (x, y) in original-image pixel coordinates
-                (ints or floats, inside the image); mapped by :func:`map_points`.
+                (ints or floats, inside the image); mapped by :func:`map_points` (or
+                :func:`map_points_original`).
             labels (array-like): (N,) 1 positive, 0 negative.
             prev_logits (Tensor | np.ndarray, optional): the ``logits`` returned by the
                 previous call on this image, fed back as the mask prompt; None at the first
@@ -237,22 +256,30 @@ class HRSAMPredictor:
             raise RuntimeError('no image set: call set_image(image) before predict()')
         points, labels = self._check_points(points, labels)
         prev = self._check_prev_logits(prev_logits)
-        mapped = map_points(points, self.original_size, self.input_size)
+        if self.protocol == 'original':
+            mapped = map_points_original(points, self.padded_size, self.input_size)
+        else:
+            mapped = map_points(points, self.original_size, self.input_size)
         point_t = torch.as_tensor(mapped, dtype=torch.float32, device=self.device)[None]
         label_t = torch.as_tensor(labels, dtype=torch.long, device=self.device)[None]
         low_res, iou = self.head(self.features, point_t, label_t, prev)
-        full = postprocess_logits(low_res, self.input_size, self.pad_size, self.original_size)
+        if self.protocol == 'original':
+            full = postprocess_logits_original(low_res, self.input_size, self.pad_size, self.padded_size,
+                                               self.original_size)
+        else:
+            full = postprocess_logits(low_res, self.input_size, self.pad_size, self.original_size)
         full = full[0, 0]
         out = full if return_logits else full > 0
         return out.cpu().numpy(), low_res.detach(), float(iou.reshape(-1)[0])
 
 
 def load_predictor_weights(backbone: nn.Module, head: nn.Module, checkpoint) -> None:
-    """Strictly load a ``backbone.*`` / ``head.*`` checkpoint (file or dict) into the modules."""
+    """Strictly load a checkpoint (file or dict) into the modules: the project's ``backbone.*`` /
+    ``head.*`` layout, or a released HRSAM / HRSAM++ one, converted on load
+    (:func:`mmhrsam.utils.checkpoint.load_model_weights`)."""
     if isinstance(checkpoint, (str, os.PathLike)):
         checkpoint = load_checkpoint_file(os.fspath(checkpoint))
-    state_dict = extract_state_dict(checkpoint)
     container = nn.Module()
     container.backbone = backbone
     container.head = head
-    container.load_state_dict(state_dict, strict=True)
+    load_model_weights(container, checkpoint)

@@ -16,6 +16,12 @@ writes, into one directory:
 ``image_sha1`` is :func:`image_checksum` of the decoded RGB uint8 image, so a stored
 embedding is only used for the very pixels it was computed from.
 
+Named intermediate teacher features (progressive distillation; ``--features`` of the tool)
+are optional additions to the same format: the manifest lists them in ``"features"`` (a
+manifest without the key stores none), each is one float16 (C, h, w) file per image under
+``<feature name>/<file>`` (:func:`feature_file_name`), and each image record gets
+``"features": {name: {"file", "shape", "dtype"}}``.
+
 :class:`LoadTeacherEmbedding` reads them in a training pipeline and never recomputes: every
 inconsistency is an error that says how to regenerate (the original implementation
 silently recomputed missing targets with the student itself).
@@ -31,9 +37,11 @@ import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
 from mmcv.transforms import BaseTransform
 
 from mmhrsam.registry import TRANSFORMS
+from .transforms import PackInteractiveInputs
 
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_FORMAT = 'mmhrsam-teacher-embeddings'
@@ -94,6 +102,19 @@ def embedding_file_name(img_id: str) -> str:
     return f'{safe}-{hashlib.sha1(img_id.encode("utf-8")).hexdigest()[:12]}.npy'
 
 
+def feature_file_name(name: str, img_id: str) -> str:
+    """Path, relative to the embedding directory, of feature ``name`` of ``img_id``: one folder
+    per feature, so feature files never collide with embedding files.
+
+    Raises:
+        ValueError: ``name`` is not a safe folder name (e.g. ``'blocks.7'`` is).
+    """
+    if not _SAFE_NAME.fullmatch(name):
+        raise ValueError(f'feature name {name!r} must be 1-120 characters of [A-Za-z0-9._-], starting with a '
+                         'letter or digit')
+    return f'{name}/{embedding_file_name(img_id)}'
+
+
 def preprocessing_record(target_size: int, mean: Sequence[float], std: Sequence[float],
                          bgr_input: bool) -> dict:
     """The manifest's ``preprocessing`` entry (JSON types, plus :data:`RESIZE_RULE`)."""
@@ -125,10 +146,14 @@ def preprocessing_differences(expected: dict, recorded: dict) -> List[str]:
 
 
 # ---------------------------------------------------------------------- manifest IO
-def new_manifest(teacher: dict, preprocessing: dict) -> dict:
-    """An empty manifest for ``teacher`` (name/checkpoint record) and ``preprocessing``."""
-    return dict(format=MANIFEST_FORMAT, version=MANIFEST_VERSION, teacher=dict(teacher),
-                preprocessing=dict(preprocessing), images={})
+def new_manifest(teacher: dict, preprocessing: dict, features: Sequence[str] = ()) -> dict:
+    """An empty manifest for ``teacher`` (name/checkpoint record) and ``preprocessing``; with
+    ``features``, the names of the intermediate features stored besides each embedding."""
+    manifest = dict(format=MANIFEST_FORMAT, version=MANIFEST_VERSION, teacher=dict(teacher),
+                    preprocessing=dict(preprocessing), images={})
+    if features:
+        manifest['features'] = [str(name) for name in features]
+    return manifest
 
 
 def read_manifest(embedding_dir: str) -> dict:
@@ -178,18 +203,24 @@ def write_manifest(embedding_dir: str, manifest: dict) -> None:
 
 
 def save_embedding(embedding_dir: str, file_name: str, embedding: np.ndarray) -> None:
-    """Write one float16 embedding atomically as ``<embedding_dir>/<file_name>``."""
+    """Write one float16 embedding (or feature) atomically as ``<embedding_dir>/<file_name>``;
+    ``file_name`` may name a sub-folder (:func:`feature_file_name`), created if needed."""
     if embedding.dtype != np.float16:
         raise ValueError(f'embeddings are stored as float16, got {embedding.dtype}')
+    os.makedirs(os.path.dirname(os.path.join(embedding_dir, file_name)), exist_ok=True)
     _atomic_write(os.path.join(embedding_dir, file_name), lambda f: np.save(f, embedding, allow_pickle=False))
 
 
 def image_entry(img_id: str, img_path: Optional[str], image_sha1: str, ori_shape: Sequence[int],
-                embedding: np.ndarray) -> dict:
-    """The manifest's record of one image."""
-    return dict(img_id=str(img_id), file=embedding_file_name(img_id), img_path=img_path,
-                ori_shape=[int(v) for v in ori_shape], image_sha1=image_sha1,
-                embedding_shape=[int(v) for v in embedding.shape], embedding_dtype=str(embedding.dtype))
+                embedding: np.ndarray, features: Optional[Dict[str, np.ndarray]] = None) -> dict:
+    """The manifest's record of one image (with ``features``: their files, shapes and dtypes)."""
+    entry = dict(img_id=str(img_id), file=embedding_file_name(img_id), img_path=img_path,
+                 ori_shape=[int(v) for v in ori_shape], image_sha1=image_sha1,
+                 embedding_shape=[int(v) for v in embedding.shape], embedding_dtype=str(embedding.dtype))
+    if features:
+        entry['features'] = {name: dict(file=feature_file_name(name, img_id), shape=[int(v) for v in f.shape],
+                                        dtype=str(f.dtype)) for name, f in features.items()}
+    return entry
 
 
 # ---------------------------------------------------------------------- transform
@@ -218,13 +249,17 @@ class LoadTeacherEmbedding(BaseTransform):
         channel_order (str): ``'rgb'`` (mmhrsam datasets) or ``'bgr'`` (e.g. mmcv's
             ``LoadImageFromFile``): the order of ``results['img']``, flipped to RGB for the checksum.
         verify_checksum (bool): compare the image checksum (one SHA-1 of the image per sample).
+        features (Sequence[str]): stored intermediate teacher features to load as well, into
+            ``results['teacher_features'][name]`` (float16 (C, h, w)); the manifest must list
+            them. Pack with :class:`PackDistillationInputs` to keep them.
     """
 
     def __init__(self,
                  embedding_dir: str,
                  preprocessing: Optional[dict] = None,
                  channel_order: str = 'rgb',
-                 verify_checksum: bool = True):
+                 verify_checksum: bool = True,
+                 features: Sequence[str] = ()):
         if preprocessing is not None:
             unknown = sorted(set(preprocessing) - set(PREPROCESSING_KEYS))
             if unknown:
@@ -235,6 +270,7 @@ class LoadTeacherEmbedding(BaseTransform):
         self.preprocessing = dict(preprocessing) if preprocessing is not None else None
         self.channel_order = channel_order
         self.verify_checksum = verify_checksum
+        self.features = tuple(str(name) for name in features)
         self._images: Optional[Dict[str, dict]] = None
 
     def _hint(self) -> str:
@@ -249,6 +285,10 @@ class LoadTeacherEmbedding(BaseTransform):
                 if diffs:
                     raise RuntimeError(f'teacher embeddings in {self.embedding_dir} were made with another '
                                        f'preprocessing: {"; ".join(diffs)}; ' + self._hint())
+            missing = sorted(set(self.features) - set(manifest.get('features', [])))
+            if missing:
+                raise RuntimeError(f'teacher features {missing} are not stored in {self.embedding_dir} (it holds '
+                                   f'{manifest.get("features", [])}); extract them with --features; ' + self._hint())
             self._images = manifest['images']
         return self._images
 
@@ -279,16 +319,49 @@ class LoadTeacherEmbedding(BaseTransform):
                                + self._hint())
         if self.verify_checksum:
             self._check_image(img_id, entry, results['img'])
-        path = os.path.join(self.embedding_dir, entry['file'])
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'teacher embedding file {path} of image {img_id!r} is missing; ' + self._hint())
-        embedding = np.load(path, allow_pickle=False)
-        if list(embedding.shape) != list(entry['embedding_shape']) or str(embedding.dtype) != entry['embedding_dtype']:
-            raise RuntimeError(f'teacher embedding {path} has shape {embedding.shape} {embedding.dtype}, the manifest '
-                               f'records {tuple(entry["embedding_shape"])} {entry["embedding_dtype"]}; ' + self._hint())
-        results['teacher_embedding'] = embedding
+        results['teacher_embedding'] = self._load_array(
+            img_id, 'embedding', entry['file'], entry['embedding_shape'], entry['embedding_dtype'])
+        if self.features:
+            stored = entry.get('features', {})
+            missing = [name for name in self.features if name not in stored]
+            if missing:
+                raise RuntimeError(f'no teacher features {missing} recorded for image {img_id!r} in '
+                                   f'{self.embedding_dir}; ' + self._hint())
+            results['teacher_features'] = {
+                name: self._load_array(img_id, f'feature {name!r}', stored[name]['file'], stored[name]['shape'],
+                                       stored[name]['dtype']) for name in self.features}
         return results
+
+    def _load_array(self, img_id: str, what: str, file: str, shape: Sequence[int], dtype: str) -> np.ndarray:
+        """One stored array, checked against its manifest record."""
+        path = os.path.join(self.embedding_dir, file)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'teacher {what} file {path} of image {img_id!r} is missing; ' + self._hint())
+        array = np.load(path, allow_pickle=False)
+        if list(array.shape) != list(shape) or str(array.dtype) != dtype:
+            raise RuntimeError(f'teacher {what} {path} has shape {array.shape} {array.dtype}, the manifest '
+                               f'records {tuple(shape)} {dtype}; ' + self._hint())
+        return array
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(embedding_dir={self.embedding_dir!r}, preprocessing={self.preprocessing}, '
-                f'channel_order={self.channel_order!r}, verify_checksum={self.verify_checksum})')
+                f'channel_order={self.channel_order!r}, verify_checksum={self.verify_checksum}, '
+                f'features={list(self.features)})')
+
+
+@TRANSFORMS.register_module()
+class PackDistillationInputs(PackInteractiveInputs):
+    """:class:`PackInteractiveInputs` that also keeps ``results['teacher_features']`` (loaded by
+    ``LoadTeacherEmbedding(features=...)``) as the sample's ``teacher_features``, a dict of
+    (C, h, w) tensors, for :class:`mmhrsam.models.ProgressiveDistiller`.
+
+    Args:
+        meta_keys (Sequence[str]): as :class:`PackInteractiveInputs`.
+    """
+
+    def transform(self, results: dict) -> dict:
+        packed = super().transform(results)
+        if results.get('teacher_features') is not None:
+            packed['data_samples'].teacher_features = {
+                name: torch.as_tensor(feature) for name, feature in results['teacher_features'].items()}
+        return packed

@@ -1,5 +1,5 @@
 """Click simulation, exact distance transforms and interactive-segmentation metrics."""
-from .clicker import next_click, sample_click, squared_distance_transform_np
+from mmhrsam.structures.clicker import next_click, sample_click, squared_distance_transform_np
 from mmhrsam.ops.distance_transform import squared_distance_transform
 from mmhrsam.structures.click_sampling import next_click_torch, sample_click_torch
 from .click_test_loop import ClickProtocol, ClickTestLoop

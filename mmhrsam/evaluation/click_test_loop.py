@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple, Union
@@ -16,8 +17,10 @@ from torch import Tensor
 from mmhrsam.registry import LOOPS
 from mmhrsam.structures import InteractiveDataSample
 from mmhrsam.structures.click_sampling import next_click_torch
-from mmhrsam.structures.image_geometry import check_target_size, map_points, postprocess_logits, preprocess_image
-from .clicker import next_click
+from mmhrsam.structures.clicker import next_click, original_click
+from mmhrsam.structures.image_geometry import (check_protocol, check_target_size, map_points, map_points_original,
+                                               postprocess_logits, postprocess_logits_original, preprocess_image,
+                                               preprocess_image_original)
 from .metrics import plot_clicks
 
 #: Preprocessing used when the model has no InteractiveDataPreprocessor (SAM's statistics).
@@ -56,21 +59,39 @@ class ClickProtocol:
         precision (str): ``'fp32'`` or ``'bf16'``: autocast of the encoder. The decoder
             always runs in fp32 on the fp32 embedding: it is launch-bound and bf16 autocast
             only adds casts (SPEC §8).
+        protocol (str): ``'exact'`` (above) or ``'original'``: the original implementation's
+            protocol (docs/evaluation_protocol.md): :func:`preprocess_image_original`,
+            :func:`map_points_original`, :func:`postprocess_logits_original`,
+            :func:`original_click` (OpenCV distances on the CPU, ties broken by a
+            ``random.Random(seed)`` shared by the whole run) and, when no error pixel is left,
+            the decoder run again with the same clicks and the previous logits.
+        seed (int): seed of the ``'original'`` tie-breaking (42, the original's default);
+            :meth:`reset` restarts the sequence.
     """
 
     def __init__(self, model, target_size: int = 1024, max_clicks: int = 20, clicker: str = 'auto',
-                 precision: str = 'fp32'):
+                 precision: str = 'fp32', protocol: str = 'exact', seed: int = 42):
         if clicker not in ('auto', 'cpu', 'device'):
             raise ValueError(f"clicker must be 'auto', 'cpu' or 'device', got {clicker!r}")
+        if check_protocol(protocol) == 'original' and clicker == 'device':
+            raise ValueError("protocol='original' computes clicks with OpenCV on the CPU, as the original "
+                             "implementation: use clicker='cpu' or 'auto'")
         if precision not in ('fp32', 'bf16'):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model = model
         self.device = next(model.parameters()).device
         self.target_size = check_target_size(target_size)
         self.max_clicks = int(max_clicks)
-        self.use_device_clicker = clicker == 'device' or (clicker == 'auto' and self.device.type == 'cuda')
+        self.use_device_clicker = protocol == 'exact' and (
+            clicker == 'device' or (clicker == 'auto' and self.device.type == 'cuda'))
         self.precision = precision
         self.preprocessing = preprocessing_of(model)
+        self.protocol, self.seed = protocol, int(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the ``'original'`` protocol's random tie-breaking from ``seed``."""
+        self.rng = random.Random(self.seed)
 
     def _sync(self) -> float:
         if self.device.type == 'cuda':
@@ -83,10 +104,35 @@ class ClickProtocol:
         return nullcontext()
 
     def _next_click(self, pred: Tensor, gt: Tensor, clicked: Tensor, valid: Tensor) -> Optional[Tuple[int, int, bool]]:
+        if self.protocol == 'original':
+            return original_click(pred.cpu().numpy(), gt.cpu().numpy(), clicked.cpu().numpy(), self.rng,
+                                  valid=valid.cpu().numpy())
         if self.use_device_clicker:
             ys, xs, positive, has = next_click_torch(pred[None], gt[None], clicked[None], valid[None])
             return (int(ys[0]), int(xs[0]), bool(positive[0])) if bool(has[0]) else None
         return next_click(pred.cpu().numpy(), gt.cpu().numpy(), clicked.cpu().numpy(), valid=valid.cpu().numpy())
+
+    def _preprocess(self, image: np.ndarray) -> Tuple[Tensor, Tuple[int, int], Optional[Tuple[int, int]]]:
+        """Encoder input, resized (h, w) and, for ``'original'``, the 32-padded (H', W')."""
+        pre = self.preprocessing
+        args = (image, self.target_size, pre['mean'], pre['std'], pre['bgr_input'], self.device)
+        if self.protocol == 'original':
+            return preprocess_image_original(*args)
+        return (*preprocess_image(*args), None)
+
+    def _map_click(self, x: int, y: int, original: Tuple[int, int], input_size: Tuple[int, int],
+                   padded: Optional[Tuple[int, int]]) -> List[float]:
+        """A click (x, y) of the original frame in the encoder input frame."""
+        if self.protocol == 'original':
+            return map_points_original(np.array([[x, y]]), padded, input_size)[0].tolist()
+        return map_points(np.array([[x, y]]), original, input_size)[0].tolist()
+
+    def _full_logits(self, low: Tensor, input_size: Tuple[int, int], padded: Optional[Tuple[int, int]],
+                     original: Tuple[int, int]) -> Tensor:
+        """Low-resolution logits -> (1, 1, H, W) logits at the original size."""
+        if self.protocol == 'original':
+            return postprocess_logits_original(low, input_size, self.target_size, padded, original)
+        return postprocess_logits(low, input_size, self.target_size, original)
 
     @torch.no_grad()
     def __call__(self, image: Tensor, gt_mask: Tensor) -> Dict[str, np.ndarray]:
@@ -103,9 +149,7 @@ class ClickProtocol:
         gt_mask = gt_mask.reshape(gt_mask.shape[-2:]).to(self.device)
         gt, valid = gt_mask == 1, gt_mask != 255
         original = tuple(gt.shape)
-        pre = self.preprocessing
-        x, input_size = preprocess_image(image.permute(1, 2, 0).cpu().numpy(), self.target_size, pre['mean'],
-                                         pre['std'], pre['bgr_input'], self.device)
+        x, input_size, padded = self._preprocess(image.permute(1, 2, 0).cpu().numpy())
         t0 = self._sync()
         with self._autocast():
             embeddings = self.model.extract_feat(x).float()
@@ -118,21 +162,25 @@ class ClickProtocol:
         ious, clicks, times = [], [], []
         for _ in range(self.max_clicks):
             click = self._next_click(pred, gt, clicked, valid)
-            if click is None:  # perfect prediction: nothing left to click
+            if click is None and (self.protocol == 'exact' or not points):
+                # perfect prediction: nothing left to click
                 ious.append(ious[-1] if ious else 1.0)
                 clicks.append((-1, -1, -1))
                 times.append(0.0)
                 continue
-            y, x_, positive = click
-            clicked[y, x_] = True
-            clicks.append((y, x_, int(positive)))
-            points.append(map_points(np.array([[x_, y]]), original, input_size)[0].tolist())
-            labels.append(int(positive))
+            if click is None:  # 'original': the decoder runs again with the same clicks
+                clicks.append((-1, -1, -1))
+            else:
+                y, x_, positive = click
+                clicked[y, x_] = True
+                clicks.append((y, x_, int(positive)))
+                points.append(self._map_click(x_, y, original, input_size, padded))
+                labels.append(int(positive))
             pts = torch.tensor([points], dtype=torch.float32, device=self.device)
             lbl = torch.tensor([labels], dtype=torch.long, device=self.device)
             t0 = self._sync()
             low, _ = self.model.decode(embeddings, pts, lbl, prev)
-            logits = postprocess_logits(low, input_size, self.target_size, original)
+            logits = self._full_logits(low, input_size, padded, original)
             pred = logits[0, 0] > 0
             times.append(self._sync() - t0)
             prev = low
@@ -168,14 +216,18 @@ class ClickTestLoop(TestLoop):
         warmup (int): untimed runs of the first batch.
         num_vis (int): instances drawn per rank.
         fp16 (bool): kept False; MMEngine's TestLoop argument.
+        protocol (str): ``'exact'`` (default) or ``'original'``, see :class:`ClickProtocol`.
+        seed (int): seed of the ``'original'`` protocol's tie-breaking, restarted after the
+            warm-up so that the recorded run is that of a fresh process.
     """
 
     def __init__(self, runner, dataloader, evaluator: Union[dict, list, Evaluator], target_size: int = 1024,
                  max_clicks: int = 20, clicker: str = 'auto', precision: str = 'fp32', warmup: int = 1,
-                 num_vis: int = 0, fp16: bool = False):
+                 num_vis: int = 0, fp16: bool = False, protocol: str = 'exact', seed: int = 42):
         super().__init__(runner, dataloader, evaluator, fp16)
         self.target_size, self.max_clicks, self.clicker = target_size, max_clicks, clicker
         self.precision, self.warmup, self.num_vis = precision, warmup, num_vis
+        self.protocol, self.seed = check_protocol(protocol), seed
         self._num_drawn = 0
 
     def run(self) -> dict:
@@ -188,11 +240,13 @@ class ClickTestLoop(TestLoop):
                 metric.output_dir = self.runner.log_dir
             if hasattr(metric, 'max_clicks'):  # NoC / SPC count the clicks this loop makes
                 metric.max_clicks = self.max_clicks
-        protocol = ClickProtocol(model, self.target_size, self.max_clicks, self.clicker, self.precision)
+        protocol = ClickProtocol(model, self.target_size, self.max_clicks, self.clicker, self.precision,
+                                 self.protocol, self.seed)
         for idx, data_batch in enumerate(self.dataloader):
             if idx == 0:
                 for _ in range(self.warmup):
                     self._click_batch(protocol, data_batch, draw=False)
+                protocol.reset()
             self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
             outputs = self._click_batch(protocol, data_batch)
             self.evaluator.process(data_samples=outputs, data_batch=data_batch)

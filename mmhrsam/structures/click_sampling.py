@@ -1,6 +1,6 @@
 """Batched click simulation in torch, on the masks' own device (SPEC §5, §6, §7.8).
 
-Same rules and tie-breaking as :mod:`mmhrsam.evaluation.clicker` (see its docstring),
+Same rules and tie-breaking as :mod:`mmhrsam.structures.clicker` (see its docstring),
 for (B, H, W) bool tensors, so that the click loop never leaves the GPU (no per-click
 device-to-host copy of full masks). Distances are exact int64 squared distances from
 :func:`mmhrsam.ops.distance_transform.squared_distance_transform`.
@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 
 from mmhrsam.ops.distance_transform import squared_distance_transform
+
+from .clicker import FLOAT32_EPS, THRESHOLDS, TRAIN_INNER_K
 
 Clicks = Tuple[Tensor, Tensor, Tensor, Tensor]  # ys, xs, is_positive, has_click
 
@@ -128,9 +130,21 @@ def _nth_true(flags: Tensor, n: Tensor) -> Tuple[Tensor, Tensor]:
     return ys, xs.clamp(max=w - 1)
 
 
+def _candidates(d2: Tensor, max_d2: Tensor, threshold: str) -> Tensor:
+    """(B, H, W) training candidates, as :func:`mmhrsam.structures.clicker._candidates`."""
+    if threshold == 'exact':
+        # DT > max/1.7  <=>  289 DT^2 > 100 max^2, exact on integers.
+        return 289 * d2 > 100 * max_d2.view(-1, 1, 1)
+    # float32 throughout, like the original: a float32 tensor times a Python float is
+    # computed in float32 with the factor rounded to float32.
+    factor = 1.0 / (TRAIN_INNER_K + FLOAT32_EPS)
+    threshold_dt = max_d2.float().sqrt() * factor  # (B,)
+    return d2.float().sqrt() > threshold_dt.view(-1, 1, 1)
+
+
 def sample_click_torch(pred: Tensor, gt: Tensor, clicked: Optional[Tensor] = None,
                        valid: Optional[Tensor] = None, first: bool = False,
-                       generator: Optional[torch.Generator] = None) -> Clicks:
+                       generator: Optional[torch.Generator] = None, threshold: str = 'exact') -> Clicks:
     """A training click per sample (SPEC §5), as :func:`sample_click`.
 
     Args:
@@ -141,15 +155,17 @@ def sample_click_torch(pred: Tensor, gt: Tensor, clicked: Optional[Tensor] = Non
         first (bool): use the exact evaluation rule. Defaults to False.
         generator (torch.Generator, optional): source of randomness, on any device;
             exactly B uniforms are drawn per call. Defaults to torch's default one.
+        threshold (str): ``'exact'`` or ``'original'``, see :func:`sample_click`.
 
     Returns:
         Clicks: ``(ys, xs, is_positive, has_click)``.
     """
+    if threshold not in THRESHOLDS:
+        raise ValueError(f'threshold must be one of {THRESHOLDS}, got {threshold!r}')
     if first:
         return next_click_torch(pred, gt, clicked, valid)
     d2, max_d2, positive = _chosen_region(pred, gt, clicked, valid)
-    # DT > max/1.7  <=>  289 DT^2 > 100 max^2, exact on integers.
-    candidates = 289 * d2 > 100 * max_d2.view(-1, 1, 1)
+    candidates = _candidates(d2, max_d2, threshold)
     count = candidates.flatten(1).sum(1)
     gen_device = generator.device if generator is not None else d2.device
     u = torch.rand(d2.shape[0], generator=generator, device=gen_device, dtype=torch.float64)

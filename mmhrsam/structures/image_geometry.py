@@ -20,6 +20,12 @@ evaluation (``docs/evaluation_protocol.md``). They follow segment_anything's ``S
   square, cropped to the resized image, resized (bilinear) to the original size and
   thresholded at 0 — ``Sam.postprocess_masks`` with the actual padded size
   (:func:`postprocess_logits`).
+
+``protocol='original'`` follows the original HRSAM implementation instead (how the released
+weights were evaluated, docs/evaluation_protocol.md): :func:`preprocess_image_original`
+(normalize, zero-pad to a multiple of 32, resize without antialiasing, zero-pad),
+:func:`map_points_original` (``x * s``, no rounding) and :func:`postprocess_logits_original`
+(back to the 32-padded size, then cropped).
 """
 from __future__ import annotations
 
@@ -33,6 +39,10 @@ from torch import Tensor
 
 #: Side lengths of the padded input must be multiples of this (the ViT patch size).
 SIZE_DIVISOR = 16
+#: The original implementation pads the normalized image to a multiple of this first.
+ORIGINAL_PAD_DIVISOR = 32
+#: ``'exact'``: the project's pre/post-processing; ``'original'``: the original implementation's.
+PROTOCOLS = ('exact', 'original')
 
 ArrayLike = Union[np.ndarray, Sequence, Tensor]
 
@@ -146,6 +156,54 @@ def preprocess_image(image: np.ndarray,
     return x.to(dtype), (new_h, new_w)
 
 
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`PROTOCOLS`, else a ValueError."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}')
+    return protocol
+
+
+def preprocess_image_original(image: np.ndarray,
+                              target_size: int,
+                              pixel_mean: Sequence[float],
+                              pixel_std: Sequence[float],
+                              bgr_input: bool = False,
+                              device: Union[str, torch.device, None] = None,
+                              dtype: torch.dtype = torch.float32
+                              ) -> Tuple[Tensor, Tuple[int, int], Tuple[int, int]]:
+    """The original implementation's encoder input, step by step.
+
+    (flip,) normalize; zero-pad right/bottom to multiples of 32, (H', W'); resize that to
+    :func:`get_preprocess_shape` ``(H', W', target_size)`` with bilinear interpolation
+    without antialiasing (``align_corners=False``); zero-pad to the square.
+
+    Args:
+        image, target_size, pixel_mean, pixel_std, bgr_input, device, dtype: as in
+            :func:`preprocess_image`.
+
+    Returns:
+        tuple: the (1, 3, target_size, target_size) input, the resized (h, w) before the
+        last padding and the 32-padded (H', W') the clicks and logits are mapped through.
+    """
+    image = as_rgb_image(image)
+    target_size = check_target_size(target_size)
+    height, width = image.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
+    if bgr_input:
+        x = x.flip(1)
+    mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.as_tensor(pixel_std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    padded = (-(-height // ORIGINAL_PAD_DIVISOR) * ORIGINAL_PAD_DIVISOR,
+              -(-width // ORIGINAL_PAD_DIVISOR) * ORIGINAL_PAD_DIVISOR)
+    x = F.pad(x, (0, padded[1] - width, 0, padded[0] - height))
+    new_h, new_w = get_preprocess_shape(*padded, target_size)
+    if (new_h, new_w) != padded:
+        x = F.interpolate(x, (new_h, new_w), mode='bilinear', align_corners=False, antialias=False)
+    x = F.pad(x, (0, target_size - new_w, 0, target_size - new_h))
+    return x.to(dtype), (new_h, new_w), padded
+
+
 # ---------------------------------------------------------------------- clicks and logits
 def map_points(points: np.ndarray, original_size: Tuple[int, int],
                input_size: Tuple[int, int]) -> np.ndarray:
@@ -177,6 +235,34 @@ def map_points(points: np.ndarray, original_size: Tuple[int, int],
     x = np.clip(x, 0, new_w - 1)
     y = np.clip(y, 0, new_h - 1)
     return np.stack([x, y], axis=1).astype(np.int64)
+
+
+def map_points_original(points: np.ndarray, padded_size: Tuple[int, int],
+                        input_size: Tuple[int, int]) -> np.ndarray:
+    """The original implementation's click mapping: ``x * new_w / W'``, ``y * new_h / H'``.
+
+    No rounding and no pixel-centre shift here (the head adds +0.5 afterwards), computed in
+    float32 as the original does (float32 coordinates times a factor rounded to float32).
+
+    Args:
+        points (np.ndarray): (N, 2) clicks (x, y) in the original frame.
+        padded_size (tuple[int, int]): (H', W'), the image padded to multiples of 32.
+        input_size (tuple[int, int]): (h, w) it was resized to.
+
+    Returns:
+        np.ndarray: (N, 2) float32 clicks (x', y') in the resized frame.
+    """
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    scale = np.array([input_size[1] / padded_size[1], input_size[0] / padded_size[0]], dtype=np.float32)
+    return points * scale
+
+
+def postprocess_logits_original(low_res_logits: Tensor, input_size: Tuple[int, int], pad_size: int,
+                                padded_size: Tuple[int, int], original_size: Tuple[int, int]) -> Tensor:
+    """The original implementation's logits at the original size: :func:`postprocess_logits`
+    to the 32-padded size (H', W'), then the (H, W) top-left crop."""
+    x = postprocess_logits(low_res_logits, input_size, pad_size, padded_size)
+    return x[..., :original_size[0], :original_size[1]]
 
 
 def postprocess_logits(low_res_logits: Tensor, input_size: Tuple[int, int], pad_size: int,

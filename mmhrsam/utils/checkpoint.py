@@ -7,6 +7,10 @@ pattern matches a key (``re.fullmatch``) renames it, or drops it when its replac
 None. Keys no rule matches are errors (or dropped with a warning when ``strict=False``),
 so a converter never silently loses weights. The scripts in ``tools/model_converters/``
 are thin command-line wrappers around :func:`converter_main`.
+
+Loading for inference and evaluation goes through :func:`load_model_weights`: it accepts the
+project's layout and the released HRSAM / HRSAM++ layout (converted on load), so every
+entry point loads strictly.
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from mmhrsam.models.layers.rope import AxialRoPE
 
 StateDict = Dict[str, Tensor]
 #: (pattern matched with ``re.fullmatch``, replacement template for ``Match.expand`` or
@@ -44,6 +50,7 @@ class ConversionResult:
     renamed: Dict[str, str] = field(default_factory=dict)
     dropped: List[str] = field(default_factory=list)
     unknown: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """Human-readable report: kept keys and parameters per top-level prefix, drops."""
@@ -54,6 +61,7 @@ class ConversionResult:
         for title, keys in (('dropped', self.dropped), ('dropped UNKNOWN', self.unknown)):
             if keys:
                 lines.append(f'{title} {len(keys)} tensors: ' + ', '.join(summarize_keys(keys)))
+        lines.extend(self.notes)
         return '\n'.join(lines)
 
 
@@ -179,8 +187,17 @@ SAM_RULES: List[Rule] = [
     (r'pixel_(?:mean|std)', None),  # normalisation constants live in the data preprocessor
 ]
 
+#: Key of the released RoPE frequency table (a derived buffer, not a weight).
+ROPE_FREQS_KEY = 'backbone.rope.freqs'
+#: Largest relative difference tolerated between a stored RoPE table and ours: a few float32
+#: roundings (the original computes the powers in float32, mmhrsam in float64).
+ROPE_FREQS_RTOL = 1e-6
+
 #: Released HRSAM / HRSAM++ checkpoint -> mmhrsam. Backbone names are kept as released.
 HRSAM_RELEASE_RULES: List[Rule] = [
+    # The released axial RoPE saved its frequency table; mmhrsam recomputes it (it is checked
+    # against ours by check_rope_freqs before being dropped).
+    (re.escape(ROPE_FREQS_KEY), None),
     (r'backbone\.(.+)', r'backbone.\1'),
     (r'neck\.pos_embed_layer\.(.+)', r'head.prompt_encoder.pe_layer.\1'),
     (r'neck\.point_embeds\.(.+)', r'head.prompt_encoder.point_embeddings.\1'),
@@ -204,9 +221,84 @@ def convert_sam(state_dict: StateDict, strict: bool = True) -> ConversionResult:
     return rename_keys(state_dict, SAM_RULES, strict)
 
 
+def check_rope_freqs(table: Tensor) -> str:
+    """Check a stored RoPE frequency table against the one mmhrsam's axial RoPE computes.
+
+    The table of ``head_dim // 4`` frequencies is a function of the head size and the
+    frequency base, which mmhrsam's :class:`AxialRoPE` recomputes at build time; a table that
+    differs (beyond float32 rounding) means the checkpoint was trained with another RoPE and
+    would give wrong embeddings without any loading error, so it is rejected.
+
+    Args:
+        table (Tensor): the stored ``backbone.rope.freqs``, (head_dim // 4,).
+
+    Returns:
+        str: a one-line report for the conversion summary.
+
+    Raises:
+        ValueError: the table has another shape or other values.
+    """
+    if table.dim() != 1 or table.numel() == 0:
+        raise ValueError(f'{ROPE_FREQS_KEY} has shape {tuple(table.shape)}, expected (head_dim // 4,)')
+    ours = AxialRoPE(4 * table.numel()).freqs.double()
+    rel = ((table.double() - ours).abs() / ours).max().item()
+    if not rel <= ROPE_FREQS_RTOL:
+        raise ValueError(f'{ROPE_FREQS_KEY} differs from the frequencies of mmhrsam\'s axial RoPE '
+                         f'(head_dim={4 * table.numel()}, theta=10000) by {rel:.3g} relative (more '
+                         f'than {ROPE_FREQS_RTOL:g}): this checkpoint was trained with another '
+                         'rotary embedding and cannot be loaded into mmhrsam\'s HRSAM')
+    return (f'{ROPE_FREQS_KEY} ({table.numel()} frequencies) equals mmhrsam\'s axial RoPE table '
+            f'(max relative difference {rel:.1g}): dropped, recomputed at build time')
+
+
 def convert_hrsam_release(state_dict: StateDict, strict: bool = True) -> ConversionResult:
-    """Released HRSAM/HRSAM++ (``backbone/neck/decode_head.*``) -> mmhrsam layout."""
-    return rename_keys(state_dict, HRSAM_RELEASE_RULES, strict)
+    """Released HRSAM/HRSAM++ (``backbone/neck/decode_head.*``) -> mmhrsam layout.
+
+    ``backbone.rope.freqs`` is verified with :func:`check_rope_freqs` and dropped.
+    """
+    note = check_rope_freqs(state_dict[ROPE_FREQS_KEY]) if ROPE_FREQS_KEY in state_dict else None
+    result = rename_keys(state_dict, HRSAM_RELEASE_RULES, strict)
+    if note:
+        result.notes.append(note)
+    return result
+
+
+def is_release_layout(state_dict: StateDict) -> bool:
+    """Whether keys are in the released HRSAM layout (``neck.*`` / ``decode_head.*``, no ``head.*``)."""
+    keys = list(state_dict)
+    return (not any(k.startswith('head.') for k in keys)
+            and any(k.startswith(('neck.', 'decode_head.')) for k in keys))
+
+
+def to_model_layout(state_dict: StateDict) -> StateDict:
+    """A state dict ready for strict loading into a ``backbone`` + ``head`` model.
+
+    A released HRSAM / HRSAM++ state dict is converted with :func:`convert_hrsam_release`
+    (strictly: keys of an unknown layout are errors); in the project's layout, a
+    ``backbone.rope.freqs`` left by an older conversion is verified and dropped. Anything
+    else is returned unchanged, so strict loading reports it.
+    """
+    if is_release_layout(state_dict):
+        return convert_hrsam_release(state_dict).state_dict
+    if ROPE_FREQS_KEY in state_dict:
+        check_rope_freqs(state_dict[ROPE_FREQS_KEY])
+        state_dict = OrderedDict((k, v) for k, v in state_dict.items() if k != ROPE_FREQS_KEY)
+    return state_dict
+
+
+def load_model_weights(model: nn.Module, checkpoint: dict) -> None:
+    """Strictly load a loaded checkpoint into ``model`` (children ``backbone`` and ``head``).
+
+    Args:
+        model (nn.Module): the model (not a DDP wrapper).
+        checkpoint (dict): a state dict in the project's or the released layout, possibly
+            wrapped (see :func:`extract_state_dict` and :func:`to_model_layout`).
+
+    Raises:
+        RuntimeError: missing or unexpected keys (``nn.Module.load_state_dict``).
+        ValueError: a released checkpoint with keys of an unknown layout or another RoPE.
+    """
+    model.load_state_dict(to_model_layout(extract_state_dict(checkpoint)), strict=True)
 
 
 def convert_mae(state_dict: StateDict, strict: bool = True) -> ConversionResult:

@@ -10,7 +10,8 @@ from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncod
                                        TwoWayTransformer)
 from torch import nn
 
-from mmhrsam.apis import HRSAMPredictor, map_points, postprocess_logits, preprocess_image
+from mmhrsam.apis import (HRSAMPredictor, map_points, postprocess_logits, preprocess_image,
+                          preprocess_image_original)
 from mmhrsam.models.backbones.sam_vit import SAMViT
 from mmhrsam.models.heads.sam_head import SAMHead
 
@@ -421,3 +422,77 @@ def test_from_config_file_and_strict_loading(modules, tmp_path):
     torch.testing.assert_close(pretrained.backbone.state_dict(), backbone.state_dict())
     with pytest.raises(ValueError, match='backbone'):
         HRSAMPredictor.from_config(dict(model=dict(head=dict(type='SAMHead'))))
+
+
+# ---------------------------------------------------------------------- released weights
+TINY_HRSAM = dict(type='HRSAM', embed_dim=128, depth=2, num_heads=2, num_stages=1, window_size=8,
+                  cycle_scan_cfg=dict(type='CycleScan', d_state=8), pretrain_grid=4)
+
+
+def released_layout(state):
+    """The project's backbone.* / head.* state written in the released HRSAM layout (backbone.*
+    as is, SAM's prompt encoder under neck.* with pos_embed_layer / point_embeds, the mask
+    decoder under decode_head.*), plus the RoPE frequency table the release saved as a buffer:
+    theta^(-2i / 32), i < 16, for 64-channel heads, in float32."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith('head.prompt_encoder.'):
+            key = 'neck.' + key[len('head.prompt_encoder.'):]
+            key = key.replace('neck.pe_layer.', 'neck.pos_embed_layer.')
+            key = key.replace('neck.point_embeddings.', 'neck.point_embeds.')
+        elif key.startswith('head.mask_decoder.'):
+            key = 'decode_head.' + key[len('head.mask_decoder.'):]
+        out[key] = value
+    out['backbone.rope.freqs'] = torch.tensor([10000 ** (-2 * i / 32) for i in range(16)], dtype=torch.float32)
+    return out
+
+
+@pytest.fixture(scope='module')
+def tiny_hrsam_state():
+    from mmhrsam.registry import MODELS
+    torch.manual_seed(0)
+    backbone, head = MODELS.build(TINY_HRSAM), SAMHead(dense_pe='resize')
+    return _checkpoint(backbone, head)
+
+
+def test_released_layout_loads_strictly(tiny_hrsam_state, tmp_path):
+    cfg = dict(model=dict(backbone=TINY_HRSAM, head=dict(type='SAMHead', dense_pe='resize')),
+               predictor=dict(target_size=64, bgr_input=True))
+    released = released_layout(tiny_hrsam_state)
+    path = tmp_path / 'released.pth'
+    torch.save({'state_dict': released, 'meta': {'iter': 160000}}, path)
+    for checkpoint in (released, str(path)):
+        predictor = HRSAMPredictor.from_config(cfg, checkpoint)
+        loaded = _checkpoint(predictor.backbone, predictor.head)
+        assert loaded.keys() == tiny_hrsam_state.keys()
+        for key, value in tiny_hrsam_state.items():
+            assert torch.equal(loaded[key], value), key
+    # A project-layout checkpoint still carrying the table (an older conversion) loads too.
+    HRSAMPredictor.from_config(cfg, dict(tiny_hrsam_state, **{'backbone.rope.freqs': released['backbone.rope.freqs']}))
+    with pytest.raises(ValueError, match='rotary embedding'):
+        HRSAMPredictor.from_config(cfg, dict(released, **{'backbone.rope.freqs': released['backbone.rope.freqs'] * 2}))
+    missing = {k: v for k, v in released.items() if k != 'decode_head.iou_token.weight'}
+    with pytest.raises(RuntimeError, match='Missing key'):
+        HRSAMPredictor.from_config(cfg, missing)
+    with pytest.raises(ValueError, match='unknown layout'):
+        HRSAMPredictor.from_config(cfg, dict(released, **{'auxiliary_head.w': torch.zeros(1)}))
+
+
+def test_original_protocol_in_the_predictor():
+    """30 x 20 image, target 64: padded to 32 x 32 and resized to 64 x 64 (s = 2); clicks x * 2;
+    logits back to 32 x 32 and cropped to 30 x 20."""
+    head = RecordingHead(SAMHead(image_size=64))
+    backbone = DummyBackbone()
+    predictor = HRSAMPredictor(backbone, head, target_size=64, protocol='original')
+    image = smooth_image(30, 20, seed=7)
+    predictor.set_image(image)
+    assert predictor.input_size == (64, 64) and predictor.padded_size == (32, 32)
+    x, _, _ = preprocess_image_original(image, 64, MEAN, STD)
+    torch.testing.assert_close(backbone.inputs[-1], x, rtol=0, atol=0)
+    masks, logits, _ = predictor.predict(np.array([[3, 10], [19.0, 29.0]]), np.array([1, 0]))
+    torch.testing.assert_close(head.calls[0][0], torch.tensor([[[6.0, 20.0], [38.0, 58.0]]]))
+    full = F.interpolate(logits, (64, 64), mode='bilinear', align_corners=False)  # square = resized
+    full = F.interpolate(full, (32, 32), mode='bilinear', align_corners=False)[0, 0, :30, :20]
+    np.testing.assert_array_equal(masks, (full > 0).numpy())
+    with pytest.raises(ValueError, match='protocol'):
+        HRSAMPredictor(backbone, head, protocol='paper')

@@ -175,3 +175,36 @@ def test_time_limit_skips_the_rest(tmp_path):
     rows = result['results']
     assert len(rows) == 2 and all(r['status'] == 'skipped' and '--time-limit-s' in r['reason'] for r in rows)
     assert json.loads(out.read_text())['results'][1]['reason'] == rows[1]['reason']
+
+
+def test_sam_lightening_is_listed_and_runs_tiny_on_cpu(tmp_path, one_thread):
+    assert cpu_args('--models', 'sam-lightening', 'lightening').models == ['SAM-Lightening'] * 2
+    assert 'SAM-Lightening' in be.CUDA_MODELS
+    result = be.main(['--device', 'cpu', '--tiny', '--models', 'SAM-Lightening', '--sizes', '128', '256',
+                      '--repeats', '1', '--warmup', '0', '--breakdown', '--breakdown-models', 'SAM-Lightening',
+                      '--out', str(tmp_path / 'bench.json')])
+    rows = {(r['size'], r['mode']): r for r in result['results']}
+    for size in (128, 256):  # one model, its position embedding resized to each grid
+        r = rows[size, 'eager']
+        assert r['status'] == 'ok' and r['type'] == 'SAMLightening', r
+        model, _ = be.Runner(cpu_args('--tiny'), torch.device('cpu')).model('SAM-Lightening', size)
+        nbytes = sum(t.numel() * 4 for t in [*model.parameters(), *model.buffers()])  # fp32
+        assert r['weights_mib'] == pytest.approx(nbytes / 2 ** 20, abs=0.05)
+    parts = rows[128, 'breakdown']['parts_ms']
+    assert parts['attention'] > 0 and parts['mlp'] > 0 and parts['embed'] > 0 and parts['fusion'] > 0
+    assert 'wts MiB' in be.format_table(result['results'])
+
+
+def test_sam_lightening_claims_from_the_run():
+    rows = [dict(row('SAM-Lightening', 1024, 'eager', 5.0, peak_mib=200.0), weights_mib=90.0, act_peak_mib=80.0),
+            dict(row('SAM-ViT-H', 1024, 'eager', 200.0, peak_mib=8000.0), weights_mib=2430.0)]
+    claims = {c['id']: c for c in be.lightening_claims(rows)}
+    assert [claims[k]['status'] for k in ('L1', 'L2', 'L3', 'L4')] == ['PASS', 'PASS', 'PASS', 'PASS']
+    assert '40.0x' in claims['L2']['detail']  # 200 / 5
+    assert claims['L3']['value'] == pytest.approx(200 * 2 ** 20 / 1e6, abs=1e-3)  # MiB -> MB
+    assert 'weights 94 MB' in claims['L3']['detail'] and 'activation peak 84 MB' in claims['L3']['detail']
+    assert claims['L4']['value'] == pytest.approx(200 / 8000, abs=1e-4)
+    slow = [dict(rows[0], ms=10.0, peak_mib=400.0), rows[1]]  # 20x, 419 MB, 5 %
+    claims = {c['id']: c for c in be.lightening_claims(slow)}
+    assert [claims[k]['status'] for k in ('L1', 'L2', 'L3', 'L4')] == ['MISS'] * 4
+    assert be.lightening_claims([rows[1]]) == [] and be.lightening_claims([dict(rows[0], device='cpu')]) == []

@@ -189,3 +189,36 @@ def test_real_sam_vit_b_checkpoint(setup):
     assert stats == dict(computed=3, skipped=0)
     manifest = json.loads((tmp_path / 'sam' / MANIFEST_NAME).read_text())
     assert {tuple(e['embedding_shape']) for e in manifest['images'].values()} == {(256, 64, 64)}
+
+
+def test_named_intermediate_features(setup):
+    """--features stores block outputs (fp16, one folder per feature) equal to the teacher's
+    own out_indices outputs; the loader and PackDistillationInputs serve them; resume checks them."""
+    from mmhrsam.datasets.teacher_embeddings import PackDistillationInputs, feature_file_name
+    tmp_path, teacher = setup
+    out = tmp_path / 'emb'
+    assert run(tmp_path, '--features', 'blocks.0') == dict(computed=3, skipped=0)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest['features'] == ['blocks.0']
+    reference = MODELS.build(dict(TEACHER, out_indices=[0])).eval()
+    reference.load_state_dict(teacher.state_dict())
+    image = TinyImages().load_image(1)
+    entry = manifest['images']['coco/img 1.jpg']
+    assert entry['features'] == {'blocks.0': dict(file=feature_file_name('blocks.0', 'coco/img 1.jpg'),
+                                                  shape=[32, 4, 4], dtype='float16')}
+    stored = np.load(out / entry['features']['blocks.0']['file'])
+    with torch.no_grad():
+        expected = reference(preprocess_image(image, 64, MEAN, STD, bgr_input=True)[0])[0][0].numpy()
+    np.testing.assert_allclose(stored.astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    results = LoadTeacherEmbedding(str(out), features=['blocks.0'])(
+        dict(img_id='coco/img 1.jpg', img=image, gt_mask=np.zeros(image.shape[:2], np.uint8)))
+    sample = PackDistillationInputs()(results)['data_samples']
+    np.testing.assert_array_equal(sample.teacher_features['blocks.0'].numpy(), stored)
+
+    assert run(tmp_path, '--features', 'blocks.0') == dict(computed=0, skipped=3)
+    os.remove(out / entry['features']['blocks.0']['file'])
+    assert run(tmp_path, '--features', 'blocks.0') == dict(computed=1, skipped=2)
+    with pytest.raises(RuntimeError, match='features'):  # the directory keeps its feature list
+        run(tmp_path)
+    with pytest.raises(RuntimeError, match='not stored'):
+        LoadTeacherEmbedding(str(out), features=['blocks.9'])(dict(img_id='img-2', img=TinyImages().load_image(3)))

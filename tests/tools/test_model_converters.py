@@ -120,18 +120,50 @@ BACKBONE_KEYS = {
 }
 
 
-def test_hrsam_release_cli(tmp_path, sam_vit_b):
+def released_rope_freqs(head_dim=64, theta=10000):
+    """The released RoPE buffer, written from its definition: theta^(-2i / (head_dim/2)) in float32."""
+    half = head_dim // 2
+    return torch.tensor([theta ** (-2 * i / half) for i in range(half // 2)], dtype=torch.float32)
+
+
+def test_hrsam_release_cli(tmp_path, sam_vit_b, capsys):
     backbone = {k: torch.randn(shape) for k, shape in BACKBONE_KEYS.items()}
     src, dst = tmp_path / 'hrsam.pth', tmp_path / 'hrsam_mmhrsam.pth'
-    torch.save({'state_dict': {**backbone, **release_layout(sam_vit_b)}, 'meta': {'iter': 160000}}, src)
-    load_script('hrsam_release_to_mmhrsam').main([str(src), str(dst)])
+    released = {**backbone, 'backbone.rope.freqs': released_rope_freqs(), **release_layout(sam_vit_b)}
+    torch.save({'state_dict': released, 'meta': {'iter': 160000}}, src)
+    result = load_script('hrsam_release_to_mmhrsam').main([str(src), str(dst)])
     converted = torch.load(dst)['state_dict']
+    assert result.dropped == ['backbone.rope.freqs'] and not result.unknown
+    report = capsys.readouterr().out
+    assert 'dropped 1 tensors: backbone.rope.freqs' in report and "equals mmhrsam's axial RoPE" in report
 
     assert_same_tensors({k: v for k, v in converted.items() if k.startswith('backbone.')}, backbone)
     head = SAMHead()
     head.load_state_dict({k[len('head.'):]: v for k, v in converted.items() if k.startswith('head.')})
     assert_same_tensors(head.prompt_encoder.state_dict(), sam_vit_b.prompt_encoder.state_dict())
     assert_same_tensors(head.mask_decoder.state_dict(), sam_vit_b.mask_decoder.state_dict())
+
+
+@pytest.mark.parametrize('table,error', [
+    (released_rope_freqs(theta=100), 'differs from the frequencies'),      # another RoPE base
+    (released_rope_freqs() * (1 + 1e-5), 'differs from the frequencies'),  # beyond float32 rounding
+    (released_rope_freqs().view(4, 4), 'expected'),
+])
+def test_hrsam_release_rejects_another_rope(tmp_path, table, error):
+    state = {'backbone.pos_embed': torch.zeros(1), 'backbone.rope.freqs': table}
+    with pytest.raises(ValueError, match=error):
+        convert_hrsam_release(state)
+    src, dst = tmp_path / 'bad_rope.pth', tmp_path / 'out.pth'
+    torch.save(state, src)
+    with pytest.raises(SystemExit) as exc:
+        load_script('hrsam_release_to_mmhrsam').main([str(src), str(dst)])
+    assert exc.value.code == 1 and not dst.exists()
+
+
+def test_hrsam_release_rope_within_float32_rounding():
+    """A table one float32 ulp off (another pow implementation) is accepted."""
+    table = torch.nextafter(released_rope_freqs(), torch.tensor(1.0))
+    assert convert_hrsam_release({'backbone.rope.freqs': table}).dropped == ['backbone.rope.freqs']
 
 
 def test_unknown_keys(tmp_path):

@@ -13,7 +13,10 @@ model = dict(
         attn_cfg=dict(type='KVPadSwinAttention', backend='auto'),
         cycle_scan_cfg=dict(type='CycleScan', d_state=32, scan_backend='auto'),
         drop_path_rate=0.0),
-    head=dict(type='SAMHead'),
+    # Every HRSAM / HRSAM++ model (the released ones and those trained by these configs) is
+    # trained on 1024² inputs, i.e. a 64x64 embedding grid, where both dense_pe modes agree;
+    # 'resize' runs the other sizes (2048²-4096²) the way the released models were run.
+    head=dict(type='SAMHead', dense_pe='resize'),
     # SPEC §5: RGB statistics, zero padding after normalization to the 1024² training square.
     # The released weights were trained on BGR input: bgr_input=True when fine-tuning them.
     data_preprocessor=dict(type='InteractiveDataPreprocessor', mean=(123.675, 116.28, 103.53),

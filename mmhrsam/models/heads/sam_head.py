@@ -5,8 +5,11 @@ The modules are segment_anything's own (:class:`PromptEncoder`, :class:`MaskDeco
 official weights load unchanged (``head.prompt_encoder.*``, ``head.mask_decoder.*``).
 This head only adapts them to embeddings of any grid size:
 
-* the dense positional encoding is computed for the actual (h, w) grid with
-  ``prompt_encoder.pe_layer((h, w))`` instead of the fixed 64x64 ``get_dense_pe()``;
+* the dense positional encoding of an (h, w) embedding is, by ``dense_pe``, either
+  computed on that grid (``'grid'``: ``prompt_encoder.pe_layer((h, w))``) or computed on the
+  training grid ``image_size / stride`` (64x64 for SAM and HRSAM) and resized bilinearly to
+  (h, w) (``'resize'``: what the released HRSAM / HRSAM++ models were run with at every
+  input size). Both equal segment_anything's ``get_dense_pe()`` on the training grid;
 * click coordinates are normalised by the actual input size (16h, 16w) instead of the
   fixed ``prompt_encoder.input_image_size``, without mutating the prompt encoder.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import Tensor
@@ -48,6 +52,12 @@ class SAMHead(BaseModule):
             single-mask output, is used, but the weights hold all of them).
         iou_head_depth (int): layers of the IoU prediction MLP.
         iou_head_hidden_dim (int): width of the IoU prediction MLP.
+        dense_pe (str): dense positional encoding of grids other than the training grid
+            ``image_size // stride``: ``'grid'`` computes it on the embedding's grid;
+            ``'resize'`` computes it on the training grid and resizes it to the embedding's
+            grid (``F.interpolate``, bilinear, ``align_corners=False``, no antialiasing), as
+            the original HRSAM implementation does; set it for the released weights and for
+            models trained at the training grid and run at other sizes.
         init_cfg (dict, optional): MMEngine initialization config.
     """
 
@@ -62,10 +72,15 @@ class SAMHead(BaseModule):
                  num_multimask_outputs: int = 3,
                  iou_head_depth: int = 3,
                  iou_head_hidden_dim: int = 256,
+                 dense_pe: str = 'grid',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        if dense_pe not in ('grid', 'resize'):
+            raise ValueError(f"dense_pe must be 'grid' or 'resize', got {dense_pe!r}")
         self.stride = stride
+        self.dense_pe_mode = dense_pe
         grid = image_size // stride
+        self.train_grid = (grid, grid)
         self.prompt_encoder = PromptEncoder(
             embed_dim=embed_dim,
             image_embedding_size=(grid, grid),
@@ -82,8 +97,12 @@ class SAMHead(BaseModule):
 
     # ------------------------------------------------------------------ prompts
     def dense_pe(self, grid: Tuple[int, int]) -> Tensor:
-        """Dense positional encoding (1, C, h, w) of an ``grid`` = (h, w) embedding."""
-        return self.prompt_encoder.pe_layer(grid).unsqueeze(0)
+        """Dense positional encoding (1, C, h, w) of an ``grid`` = (h, w) embedding (see ``dense_pe``)."""
+        grid = tuple(grid)
+        if self.dense_pe_mode == 'grid' or grid == self.train_grid:
+            return self.prompt_encoder.pe_layer(grid).unsqueeze(0)
+        pe = self.prompt_encoder.pe_layer(self.train_grid).unsqueeze(0)  # (1, C, 64, 64) for SAM
+        return F.interpolate(pe, grid, mode='bilinear', align_corners=False)
 
     def embed_points(self, points: Tensor, labels: Tensor, input_size: Tuple[int, int]) -> Tensor:
         """Sparse embeddings of clicks plus the trailing pad point.

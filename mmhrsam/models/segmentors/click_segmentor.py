@@ -31,6 +31,9 @@ class ClickSegmentor(InteractiveSAM):
         loss (dict): loss on (B, 1, H, W) logits and targets in {0, 1, 255}.
         gamma (float): decay of P(k): 0.6 for COCO, 0.9 for LVIS (SPEC §5).
         max_sim_iters (int): largest k (20 in the paper).
+        click_threshold (str): ``'exact'`` (DT > max / 1.7 exactly) or ``'original'`` (the
+            original implementation's float32 ``DT > max / (1.7 + eps)``, which also keeps
+            pixels at exactly max / 1.7), see :func:`mmhrsam.evaluation.sample_click`.
         data_preprocessor (dict | nn.Module, optional): see :class:`InteractiveSAM`.
         frozen_modules (Sequence[str]): see :class:`InteractiveSAM`.
         init_cfg (dict, optional): MMEngine initialization config.
@@ -42,6 +45,7 @@ class ClickSegmentor(InteractiveSAM):
                  loss: dict = dict(type='NormalizedFocalLoss'),
                  gamma: float = 0.6,
                  max_sim_iters: int = 20,
+                 click_threshold: str = 'exact',
                  data_preprocessor: Union[dict, nn.Module, None] = None,
                  frozen_modules: Sequence[str] = (),
                  init_cfg: Optional[dict] = None):
@@ -51,7 +55,10 @@ class ClickSegmentor(InteractiveSAM):
         if max_sim_iters < 0:
             raise ValueError(f'max_sim_iters must be >= 0, got {max_sim_iters}')
         self.loss_fn = build_model(loss)
+        if click_threshold not in ('exact', 'original'):
+            raise ValueError(f"click_threshold must be 'exact' or 'original', got {click_threshold!r}")
         self.gamma, self.max_sim_iters = float(gamma), int(max_sim_iters)
+        self.click_threshold = click_threshold
 
     def draw_num_iters(self, batch: int, device: torch.device) -> Tensor:
         """(B,) int64 k ~ P(k) ∝ gamma^k, k = 0..max_sim_iters (torch's global RNG)."""
@@ -99,7 +106,8 @@ class ClickSegmentor(InteractiveSAM):
             prev = torch.where(active.view(-1, 1, 1, 1), low.to(prev.dtype), prev)
             prev_valid = prev_valid | active
             pred = (self.upsample_logits(low, (height, width))[:, 0] > 0) & valid
-            ys, xs, positive, has = sample_click_torch(pred, target, clicked, valid)
+            ys, xs, positive, has = sample_click_torch(pred, target, clicked, valid,
+                                                       threshold=self.click_threshold)
             add(ys.long(), xs.long(), positive, has & active)
         points = torch.stack([torch.stack(xs_list, 1), torch.stack(ys_list, 1)], -1).float()
         return points, torch.stack(labels_list, 1), prev, prev_valid

@@ -2,15 +2,16 @@
 
 ``cycle_selective_scan(u, ..., gamma)`` returns ``sum_r gamma[:, r] * y_r`` where ``y_r`` is the
 r-th copy of ``selective_scan`` over ``[u; u; ...; u]``. Every backend computes exactly that by
-repeating the inputs (:func:`repeat_cycle_selective_scan`, the definition), except ``triton``,
-which uses the period: the state entering each copy follows from one copy's final state and
-total decay, so the whole thing is two passes over one copy instead of two over R copies
-(:func:`.triton_cycle_scan.triton_cycle_selective_scan`).
+repeating the inputs (:func:`repeat_cycle_selective_scan`, the definition), except ``triton``
+and ``export``, which use the period: the state entering each copy follows from one copy's final
+state and total decay, so the whole thing is two passes over one copy instead of two over R copies
+(:func:`.triton_cycle_scan.triton_cycle_selective_scan`, :func:`.export_scan.export_cycle_selective_scan`).
 """
 from typing import Optional
 
 from torch import Tensor
 
+from .export_scan import export_cycle_selective_scan
 from .switch import _check_shapes, resolve_scan_backend, selective_scan
 
 
@@ -75,6 +76,8 @@ def cycle_selective_scan(u: Tensor,
     if name == 'triton':
         from .triton_cycle_scan import triton_cycle_selective_scan  # noqa: PLC0415  lazy: imports triton
         return triton_cycle_selective_scan(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus)
+    if name == 'export':  # the same periodic shortcut in traceable ops
+        return export_cycle_selective_scan(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus)
     return repeat_cycle_selective_scan(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus, backend=name)
 
 

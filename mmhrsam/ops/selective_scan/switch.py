@@ -7,6 +7,8 @@ backend        how                                                         devic
                build step; :mod:`.triton_scan`)
 ``mamba_ssm``  mamba-ssm's fused CUDA kernel (optional package)            CUDA
 ``chunked``    pure PyTorch, chunk-parallel, O(sqrt L) Python steps        any
+``export``     pure PyTorch, out-of-place ops only: traceable for ONNX      any
+               export (:mod:`.export_scan`)
 ``reference``  sequential float64 loop over tokens, for tests              any
 =============  ==========================================================  ===========
 
@@ -30,6 +32,7 @@ from torch import Tensor
 
 from ..switch import Backend, BackendTable
 from .chunked import chunked_selective_scan
+from .export_scan import export_selective_scan
 from .mamba_ssm import mamba_ssm_selective_scan, mamba_ssm_unavailable
 from .reference import reference_selective_scan
 
@@ -57,6 +60,7 @@ SCAN_TABLE = BackendTable(
         'triton': Backend(triton_selective_scan, triton_unavailable),
         'mamba_ssm': Backend(mamba_ssm_selective_scan, mamba_ssm_unavailable),
         'chunked': Backend(chunked_selective_scan),
+        'export': Backend(export_selective_scan),
         'reference': Backend(reference_selective_scan),
     },
     auto_order=AUTO_ORDER)

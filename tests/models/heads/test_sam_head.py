@@ -1,6 +1,7 @@
 """SAMHead against segment_anything's own prompt encoder + mask decoder."""
 import pytest
 import torch
+import torch.nn.functional as F
 from segment_anything import sam_model_registry
 
 from mmhrsam.models.heads import SAMHead
@@ -146,3 +147,70 @@ def test_shape_errors(sam_and_head):
         head(torch.randn(2, 256, 16, 16), points, labels, torch.randn(2, 1, 32, 32))
     with pytest.raises(ValueError, match='image embeddings'):
         head(torch.randn(3, 256, 16, 16), points, labels)
+
+
+# ---------------------------------------------------------------------- dense_pe='resize'
+def pe_by_hand(gaussian, h, w):
+    """SAM's random-Fourier dense encoding of an h x w grid, from its definition:
+    cell centres normalised to [0, 1], mapped to [-1, 1], projected, [sin, cos] of 2*pi*..."""
+    ys = (torch.arange(h, dtype=torch.float64) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float64) + 0.5) / w
+    coords = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1)  # (h, w, 2) as (x, y)
+    proj = 2 * torch.pi * ((2 * coords - 1) @ gaussian.double())
+    return torch.cat([proj.sin(), proj.cos()], -1).permute(2, 0, 1)[None]  # (1, C, h, w)
+
+
+def upsample_2x_by_hand(x):
+    """Bilinear 2x upsampling with half-pixel centres (align_corners=False), written out:
+    output 2k+1 sits at input k + 1/4, output 2k at k - 1/4, clamped at the edges."""
+    def axis(t, dim):
+        n = t.shape[dim]
+        prev = torch.cat([t.narrow(dim, 0, 1), t.narrow(dim, 0, n - 1)], dim)
+        nxt = torch.cat([t.narrow(dim, 1, n - 1), t.narrow(dim, n - 1, 1)], dim)
+        even, odd = 0.75 * t + 0.25 * prev, 0.75 * t + 0.25 * nxt
+        return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+    return axis(axis(x, 2), 3)
+
+
+@torch.no_grad()
+def test_dense_pe_resize_is_64_grid_resized(sam_and_head):
+    sam, _ = sam_and_head
+    head = SAMHead(dense_pe='resize').eval()
+    head.load_state_dict({k: v for k, v in sam.state_dict().items() if not k.startswith('image_encoder.')})
+    gaussian = sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    pe64 = pe_by_hand(gaussian, 64, 64)
+    torch.testing.assert_close(head.dense_pe((64, 64)).double(), pe64, rtol=0, atol=1e-4)
+    # 128 x 128 (a 2048² input): the 64 x 64 encoding upsampled 2x, not the 128 x 128 one.
+    torch.testing.assert_close(head.dense_pe((128, 128)).double(), upsample_2x_by_hand(pe64), rtol=0, atol=1e-4)
+    assert (head.dense_pe((128, 128)).double() - pe_by_hand(gaussian, 128, 128)).abs().max() > 0.1
+    # Non-square and smaller grids: the same 64 x 64 encoding through F.interpolate.
+    for grid in [(96, 160), (32, 48)]:
+        ref = F.interpolate(pe64, grid, mode='bilinear', align_corners=False)
+        torch.testing.assert_close(head.dense_pe(grid).double(), ref, rtol=0, atol=1e-4)
+    # 'grid' (the default) keeps computing on the embedding's grid.
+    grid_head = sam_and_head[1]
+    torch.testing.assert_close(grid_head.dense_pe((128, 128)).double(), pe_by_hand(gaussian, 128, 128),
+                               rtol=0, atol=1e-4)
+
+
+@torch.no_grad()
+def test_dense_pe_resize_reaches_the_decoder(sam_and_head):
+    """With 'resize' the decoder gets the resized encoding: equal to upstream's decoder fed it."""
+    sam, _ = sam_and_head
+    head = SAMHead(dense_pe='resize').eval()
+    head.load_state_dict({k: v for k, v in sam.state_dict().items() if not k.startswith('image_encoder.')})
+    h, w = 80, 96
+    gen = torch.Generator().manual_seed(3)
+    embedding = torch.randn(1, 256, h, w, generator=gen)
+    points, labels = random_clicks(1, 2, 16 * h)
+    pe = F.interpolate(sam.prompt_encoder.get_dense_pe(), (h, w), mode='bilinear', align_corners=False)
+    sparse = head.embed_points(points, labels, (16 * h, 16 * w))
+    dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
+    ref = sam.mask_decoder(embedding, pe, sparse, dense, multimask_output=False)
+    for out, expected in zip(head(embedding, points, labels), ref):
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_dense_pe_mode_is_checked():
+    with pytest.raises(ValueError, match="'grid' or 'resize'"):
+        SAMHead(dense_pe='bilinear')

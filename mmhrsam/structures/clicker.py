@@ -19,16 +19,30 @@ rule; a later click picks the region as the exact rule does, then a pixel unifor
 random among the region's pixels whose DT exceeds ``max DT / 1.7``, tested exactly on
 integers as ``289 * DT^2 > 100 * max DT^2``.
 
+The original implementation's rules (``protocol='original'``, see
+docs/evaluation_protocol.md): :func:`original_click` clicks uniformly at random (a seeded
+``random.Random``) among the pixels whose OpenCV float32 distance exceeds
+``max / (1 + eps)``, and ``sample_click(..., threshold='original')`` keeps training
+candidates with ``DT > max / (1.7 + eps)`` in float32 (eps: float32's machine epsilon), which
+also keeps pixels exactly at ``max / 1.7``.
+
 The batched torch twins are in :mod:`mmhrsam.structures.click_sampling`.
 """
 from __future__ import annotations
 
+import random
 from typing import Optional, Tuple
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
 Click = Tuple[int, int, bool]  # (y, x, is_positive)
+#: float32 machine epsilon, added to the distance divisor by the original implementation.
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+#: Training clicks land deeper than max DT / 1.7 (the paper's constant).
+TRAIN_INNER_K = 1.7
+THRESHOLDS = ('exact', 'original')
 
 
 def squared_distance_transform_np(region: np.ndarray) -> np.ndarray:
@@ -113,9 +127,79 @@ def next_click(pred: np.ndarray, gt: np.ndarray, clicked: Optional[np.ndarray] =
     return y, x, positive
 
 
+def original_threshold(max_dist: float, inner_k: float) -> np.float32:
+    """``max / (inner_k + eps)`` as the original computes it: the factor rounded to float32,
+    times the float32 maximum, rounded to float32 (torch's float32 tensor-times-scalar)."""
+    return np.float32(max_dist) * np.float32(1.0 / (inner_k + FLOAT32_EPS))
+
+
+def original_distance_transform(region: np.ndarray) -> np.ndarray:
+    """The original's float32 distances: OpenCV's precise L2 transform of the region's
+    bounding box with a one-pixel zero border (OpenCV's float32 values can differ from the
+    correctly rounded ``sqrt`` by one unit in the last place, so ties are taken from it).
+
+    Args:
+        region (np.ndarray): bool (H, W).
+
+    Returns:
+        np.ndarray: float32 (H, W), 0 outside ``region``.
+    """
+    out = np.zeros(region.shape, dtype=np.float32)
+    rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    if rows.size == 0:
+        return out
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    padded = np.pad(region[box], 1).astype(np.uint8)
+    out[box] = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    return out
+
+
+def original_click(pred: np.ndarray, gt: np.ndarray, clicked: Optional[np.ndarray],
+                   rng: random.Random, *, valid: Optional[np.ndarray] = None) -> Optional[Click]:
+    """The next evaluation click of the original implementation.
+
+    The region is chosen as by :func:`next_click` but on OpenCV's float32 distances
+    (:func:`original_distance_transform`); the click is ``rng.choice`` over the region's
+    pixels (row-major) whose distance exceeds :func:`original_threshold` ``(max, 1)``, i.e.
+    the maximal pixels, ties broken at random.
+
+    Args:
+        pred (np.ndarray): bool (H, W) current prediction.
+        gt (np.ndarray): bool (H, W) ground truth.
+        clicked (np.ndarray, optional): bool (H, W) pixels already clicked.
+        rng (random.Random): the seeded generator of the whole evaluation run.
+        valid (np.ndarray, optional): bool (H, W) pixels that may be clicked.
+
+    Returns:
+        Optional[Click]: ``(y, x, is_positive)`` or None when no error pixel is left.
+    """
+    gt = np.asarray(gt).astype(bool, copy=False)
+    allowed = ~_as_mask(clicked, gt.shape, 'clicked', False) & _as_mask(valid, gt.shape, 'valid', True)
+    pred = _as_mask(pred, gt.shape, 'pred', False)
+    fn = original_distance_transform(gt & ~pred & allowed)
+    fp = original_distance_transform(pred & ~gt & allowed)
+    fn_max, fp_max = fn.max(), fp.max()
+    if fn_max == 0 and fp_max == 0:
+        return None
+    positive = bool(fn_max > fp_max)
+    dist = fn if positive else fp
+    ys, xs = np.nonzero(dist > original_threshold(dist.max(), 1.0))
+    i = rng.choice(range(ys.size))
+    return int(ys[i]), int(xs[i]), positive
+
+
+def _candidates(d2: np.ndarray, max_d2: int, threshold: str) -> np.ndarray:
+    """Training candidates: DT > max / 1.7 exactly, or the original's float32 rule."""
+    if threshold == 'exact':
+        # DT > max/1.7  <=>  DT^2 * 1.7^2 > max^2, exact on integers (1.7^2 = 289/100).
+        return 289 * d2 > 100 * max_d2
+    dist = np.sqrt(d2.astype(np.float32))  # float32, correctly rounded
+    return dist > original_threshold(np.sqrt(np.float32(max_d2)), TRAIN_INNER_K)
+
+
 def sample_click(pred: np.ndarray, gt: np.ndarray, clicked: Optional[np.ndarray] = None,
                  rng: Optional[np.random.Generator] = None, first: bool = False, *,
-                 valid: Optional[np.ndarray] = None) -> Optional[Click]:
+                 valid: Optional[np.ndarray] = None, threshold: str = 'exact') -> Optional[Click]:
     """A training click (SPEC §5): exact rule when ``first``, else sampled near the centre.
 
     Args:
@@ -126,18 +210,22 @@ def sample_click(pred: np.ndarray, gt: np.ndarray, clicked: Optional[np.ndarray]
             unseeded generator.
         first (bool): use the exact evaluation rule. Defaults to False.
         valid (np.ndarray, optional): bool (H, W) pixels that may be clicked.
+        threshold (str): ``'exact'``: DT > max / 1.7 exactly; ``'original'``: the original
+            implementation's float32 ``DT > max / (1.7 + eps)``, which also keeps pixels at
+            exactly max / 1.7.
 
     Returns:
         Optional[Click]: ``(y, x, is_positive)`` or None when no error pixel is left.
     """
+    if threshold not in THRESHOLDS:
+        raise ValueError(f'threshold must be one of {THRESHOLDS}, got {threshold!r}')
     if first:
         return next_click(pred, gt, clicked, valid=valid)
     d2, positive = _choose_region(*_error_maps(pred, gt, clicked, valid))
     max_d2 = int(d2.max())
     if max_d2 == 0:
         return None
-    # DT > max/1.7  <=>  DT^2 * 1.7^2 > max^2, exact on integers (1.7^2 = 289/100).
-    candidates = np.flatnonzero(289 * d2 > 100 * max_d2)
+    candidates = np.flatnonzero(_candidates(d2, max_d2, threshold))
     rng = np.random.default_rng() if rng is None else rng
     y, x = divmod(int(candidates[rng.integers(candidates.size)]), d2.shape[1])
     return y, x, positive

@@ -1,0 +1,128 @@
+"""Selective scan and Cycle-scan's periodic scan in traceable PyTorch operations (ONNX export).
+
+The ``chunked`` backend updates its states in place (``out=`` arguments, slice writes),
+which the ONNX exporter does not translate faithfully, and the ``triton`` backends are
+kernels the exporter cannot see into. This backend computes the same recurrence with
+out-of-place operations only, so ``torch.onnx.export`` turns it into plain ONNX ops
+(the loops are unrolled for the fixed sequence length of the export).
+
+It uses the chunk layout of :mod:`.chunked` (chunks of ``T`` tokens scanned side by side
+over their ``T`` positions, then a carry over the chunks) and, for Cycle-scan, the period
+of the repeated sequence, so the ``R`` copies are never materialized. With ``F`` the state
+one copy leaves behind from a zero start and ``P = exp(A * sum(dt))`` its total decay, the
+state entering copy ``r`` is ``h_r = P * h_{r-1} + F`` (``h_0 = 0``). The recurrence is
+linear in its entry state and its drive ``dt * u * B``, so the gamma-weighted sum of the
+copies' outputs is the output of *one* copy scanned from the entry state
+``H = sum_r gamma_r h_r`` with the drive and the skip term scaled by ``G = sum_r gamma_r``
+(gamma is per channel, as the state is). Work: two passes over one copy, as the Triton op.
+
+Everything runs in float32 (the state of every backend); sequence shapes are read as
+Python ints, so an exported graph is specialised to the traced length.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .chunked import _from_chunks, _scan_positions, _to_chunks, default_chunk_size
+
+
+def _carry_from(local: Tensor, decay: Tensor, start: Tensor, batch: int) -> Tuple[Tensor, Tensor]:
+    """States entering every chunk, and the state after the last one, from an entry state.
+
+    Args:
+        local (Tensor): (nC * batch, D, N) each chunk's final state from a zero start.
+        decay (Tensor): (nC * batch, D, N) ``exp(A * sum(dt))`` over each chunk.
+        start (Tensor): (batch, D, N) state entering the first chunk.
+        batch (int): batch size (rows are in (chunk, sample) order).
+
+    Returns:
+        tuple[Tensor, Tensor]: (nC * batch, D, N) entry states and the (batch, D, N) final state.
+    """
+    states = [start]
+    for local_k, decay_k in zip(local.view(-1, batch, *local.shape[1:]).unbind(0),
+                                decay.view(-1, batch, *decay.shape[1:]).unbind(0)):
+        states.append(local_k + decay_k * states[-1])
+    return torch.stack(states[:-1]).flatten(0, 1), states[-1]
+
+
+def export_cycle_selective_scan(u: Tensor,
+                                delta: Tensor,
+                                A: Tensor,
+                                B: Tensor,
+                                C: Tensor,
+                                D: Optional[Tensor],
+                                delta_bias: Optional[Tensor],
+                                gamma: Tensor,
+                                delta_softplus: bool = True,
+                                chunk_size: Optional[int] = None) -> Tensor:
+    """Selective scan over ``R = gamma.shape[1]`` copies of the sequence, copy r weighted by ``gamma[:, r]``.
+
+    Same contract as :func:`.cycle.cycle_selective_scan` (shapes are checked there); see the
+    module docstring for the method.
+
+    Args:
+        u (Tensor): (batch, D, L) one copy of the input.
+        delta (Tensor): (batch, D, L) time steps before bias and softplus.
+        A (Tensor): (D, N) state matrix (negative).
+        B (Tensor): (batch, N, L) input projection.
+        C (Tensor): (batch, N, L) output projection.
+        D (Tensor, optional): (D,) skip weight.
+        delta_bias (Tensor, optional): (D,) added to ``delta``.
+        gamma (Tensor): (D, R) per-channel weight of each copy's output.
+        delta_softplus (bool): softplus on ``delta + delta_bias``.
+        chunk_size (int, optional): tokens per chunk; default ~sqrt(L).
+
+    Returns:
+        Tensor: (batch, D, L) in ``u``'s dtype.
+    """
+    batch, length = int(u.shape[0]), int(u.shape[2])  # static under tracing: baked into the graph
+    chunk_size = chunk_size or default_chunk_size(length)
+    acc = torch.float32
+    dt = delta.to(acc) if delta_bias is None else delta.to(acc) + delta_bias.to(acc)[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    u32, A32, gamma32 = u.to(acc), A.to(acc), gamma.to(acc)
+    dt_c, dtu_c = _to_chunks(dt, chunk_size, acc), _to_chunks(dt * u32, chunk_size, acc)  # (T, nC*b, D)
+    Bt, Ct = _to_chunks(B, chunk_size, acc), _to_chunks(C, chunk_size, acc)  # (T, nC*b, N)
+    zero = dt_c.new_zeros(batch, *A32.shape)  # (b, D, N)
+
+    # Pass 1: one copy from a zero start -> the state it leaves behind (F) and its decay (P).
+    chunk_zero = dt_c.new_zeros(int(dt_c.shape[1]), *A32.shape)  # (nC*b, D, N)
+    local, _ = _scan_positions(dt_c, dtu_c, Bt, A32, chunk_zero, None, True)
+    chunk_decay = torch.exp(dt_c.sum(0)[:, :, None] * A32)  # (nC*b, D, N), exponent <= 0
+    _, final = _carry_from(local, chunk_decay, zero, batch)
+    period_decay = torch.exp(dt.sum(-1)[:, :, None] * A32)  # (b, D, N)
+
+    # Entry states of the copies, weighted: H = sum_r gamma_r h_r; G = sum_r gamma_r.
+    entry, weighted = zero, zero
+    for r in range(int(gamma.shape[1])):
+        if r:
+            entry = period_decay * entry + final
+        weighted = weighted + gamma32[None, :, r, None] * entry
+    total = gamma32.sum(1)[:, None]  # (D, 1)
+
+    # Pass 2: one copy from H with the drive scaled by G gives the weighted sum of the copies.
+    h_in, _ = _carry_from(local * total, chunk_decay, weighted, batch)
+    _, y = _scan_positions(dt_c, dtu_c * total[:, 0], Bt, A32, h_in, Ct, True)
+    y = _from_chunks(y, batch, length)  # (b, D, L)
+    if D is not None:
+        y = y + (total * D.to(acc)[:, None]) * u32
+    return y.to(u.dtype)
+
+
+def export_selective_scan(u: Tensor,
+                          delta: Tensor,
+                          A: Tensor,
+                          B: Tensor,
+                          C: Tensor,
+                          D: Optional[Tensor] = None,
+                          delta_bias: Optional[Tensor] = None,
+                          delta_softplus: bool = True) -> Tensor:
+    """Plain selective scan (the ``export`` backend of :func:`.switch.selective_scan`): one copy, weight 1."""
+    gamma = u.new_ones(u.shape[1], 1, dtype=torch.float32)
+    return export_cycle_selective_scan(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus)
+
+
+__all__ = ['export_cycle_selective_scan', 'export_selective_scan']

@@ -1,0 +1,94 @@
+"""Shared pieces of the annotation app tests: a stand-in predictor and test images.
+
+``DiskPredictor`` is a deterministic stand-in for :class:`mmhrsam.apis.HRSAMPredictor`,
+injected through the app factory where a test must control the mask (a random-weight
+model may predict anything): its mask is the union of disks around the positive clicks
+minus disks around the negative ones, so a positive click is always foreground and a
+wrong click mapping moves the disk. It also checks the click-chain contract: each call
+must receive exactly the logits of the call for the clicks before it.
+"""
+import threading
+import time
+from io import BytesIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+class DiskPredictor:
+    """Stand-in predictor; ``stats`` is shared by all predictors of one factory.
+
+    Args:
+        stats (dict): counters filled in: ``set_image`` (list of (shape, target_size)),
+            ``predict`` (list of (clicks, prev)), ``chain_errors``, ``max_active``.
+        radius (int): disk radius in original pixels.
+        delay (float): seconds each call sleeps (to make requests overlap).
+        oom (list): set_image raises torch.OutOfMemoryError while this list is non-empty
+            (one element popped per failure).
+    """
+
+    def __init__(self, stats, radius=12, delay=0.0, oom=None):
+        self.stats, self.radius, self.delay, self.oom = stats, radius, delay, oom
+        self.shape = None
+
+    def _enter(self):
+        with self.stats['lock']:
+            self.stats['active'] += 1
+            self.stats['max_active'] = max(self.stats['max_active'], self.stats['active'])
+        time.sleep(self.delay)
+
+    def _leave(self):
+        with self.stats['lock']:
+            self.stats['active'] -= 1
+
+    def set_image(self, image, target_size=None):
+        if self.oom:
+            self.oom.pop()
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 64.00 GiB')
+        self._enter()
+        self.shape = image.shape[:2]
+        self.stats['set_image'].append((tuple(image.shape), target_size))
+        self._leave()
+
+    def predict(self, points, labels, prev_logits=None):
+        self._enter()
+        clicks = tuple((float(x), float(y), int(v)) for (x, y), v in zip(points, labels))
+        expected_prev = None if len(clicks) == 1 else ('logits', clicks[:-1])
+        if prev_logits != expected_prev:
+            self.stats['chain_errors'].append((clicks, prev_logits))
+        self.stats['predict'].append((clicks, prev_logits))
+        mask = np.zeros(self.shape, bool)
+        r = self.radius
+        for x, y, v in clicks:  # each disk drawn in its box only (fast on 8192² images)
+            x0, y0 = max(int(x) - r, 0), max(int(y) - r, 0)
+            yy, xx = np.ogrid[y0:int(y) + r + 1, x0:int(x) + r + 1]
+            disk = (xx - x) ** 2 + (yy - y) ** 2 <= r ** 2
+            box = mask[y0:y0 + disk.shape[0], x0:x0 + disk.shape[1]]
+            disk = disk[:box.shape[0], :box.shape[1]]
+            box[disk] = bool(v)
+        self._leave()
+        return mask, ('logits', clicks), 0.5
+
+
+def disk_factory(radius=12, delay=0.0, oom=None):
+    """(factory, stats) for the app: each call of factory() gives a new DiskPredictor."""
+    stats = dict(lock=threading.Lock(), active=0, max_active=0, set_image=[], predict=[],
+                 chain_errors=[])
+    return (lambda: DiskPredictor(stats, radius, delay, oom)), stats
+
+
+def png_bytes(image):
+    """PNG file content of an (H, W[, 3]) uint8 array (PIL)."""
+    buffer = BytesIO()
+    Image.fromarray(image).save(buffer, format='PNG')
+    return buffer.getvalue()
+
+
+def synthetic_scene(size, seed=3):
+    """A scene of the built-in synthetic dataset: (image (H, W, 3) uint8, masks (N, H, W))."""
+    from mmhrsam.datasets import SyntheticHighResDataset
+    dataset = SyntheticHighResDataset(num_images=1, image_size=size, max_objects=2, seed=seed,
+                                      shapes=('wavy', 'star'), object_scale=(0.25, 0.35),
+                                      test_mode=True, pipeline=[])
+    return dataset.load_image(0), dataset.load_masks(0)
