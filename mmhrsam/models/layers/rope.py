@@ -1,4 +1,4 @@
-"""2-D axial rotary position embedding, applied to q and k in window order (SPEC §3)."""
+"""2-D axial rotary position embedding, applied to q and k in window order."""
 from __future__ import annotations
 
 import torch
