@@ -52,8 +52,8 @@ def numpy_bbox(mask):
 
 @pytest.fixture(scope='module')
 def scene():
-    image, masks = synthetic_scene((160, 224))
-    return image, masks
+    image, masks = synthetic_scene(224)
+    return np.ascontiguousarray(image[:160]), masks[:, :160]  # not square: catches (h, w) swaps
 
 
 @pytest.fixture(scope='module')
