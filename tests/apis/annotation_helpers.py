@@ -121,5 +121,6 @@ def synthetic_scene(size, seed=3):
     from mmhrsam.datasets import SyntheticHighResDataset
     dataset = SyntheticHighResDataset(num_images=1, image_size=size, max_objects=2, seed=seed,
                                       shapes=('wavy', 'star'), object_scale=(0.25, 0.35),
-                                      test_mode=True, pipeline=[])
-    return dataset.load_image(0), dataset.load_masks(0)
+                                      pipeline=[])
+    scene = dataset.scene(0)
+    return scene.image, scene.masks()
