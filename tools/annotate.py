@@ -75,6 +75,9 @@ def main(argv=None):
 
     from mmhrsam.apis.annotation import AppOptions, create_app, load_shared_model, resolve_device
 
+    from mmhrsam.apis.predictor import check_target_size
+    for size in args.target_sizes:
+        check_target_size(size)  # a ValueError now rather than on the first click
     # PIL refuses images over 2 x MAX_IMAGE_PIXELS as decompression bombs; --max-pixels rules.
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, args.max_pixels)
     device = resolve_device(args.device)

@@ -1,11 +1,13 @@
 """Shared pieces of the annotation app tests: a stand-in predictor and test images.
 
-``DiskPredictor`` is a deterministic stand-in for :class:`mmhrsam.apis.HRSAMPredictor`,
-injected through the app factory where a test must control the mask (a random-weight
-model may predict anything): its mask is the union of disks around the positive clicks
-minus disks around the negative ones, so a positive click is always foreground and a
-wrong click mapping moves the disk. It also checks the click-chain contract: each call
-must receive exactly the logits of the call for the clicks before it.
+``DiskPredictor`` and ``LabelMapPredictor`` are deterministic stand-ins for
+:class:`mmhrsam.apis.HRSAMPredictor`, injected through the app factory where a test must
+know the mask in advance (a random-weight model may predict anything). DiskPredictor's
+mask is the union of disks around the positive clicks minus disks around the negative
+ones; LabelMapPredictor answers with the ground-truth objects under the positive clicks
+minus those under the negative ones (an oracle for a scene whose label map is known).
+Both check the click-chain contract: each call must receive exactly the logits of the
+call for the clicks before it.
 """
 import threading
 import time
@@ -58,6 +60,12 @@ class DiskPredictor:
         if prev_logits != expected_prev:
             self.stats['chain_errors'].append((clicks, prev_logits))
         self.stats['predict'].append((clicks, prev_logits))
+        mask = self.draw(clicks)
+        self._leave()
+        return mask, ('logits', clicks), 0.5
+
+    def draw(self, clicks):
+        """(H, W) bool mask of ((x, y, label), ...)."""
         mask = np.zeros(self.shape, bool)
         r = self.radius
         for x, y, v in clicks:  # each disk drawn in its box only (fast on 8192² images)
@@ -67,15 +75,38 @@ class DiskPredictor:
             box = mask[y0:y0 + disk.shape[0], x0:x0 + disk.shape[1]]
             disk = disk[:box.shape[0], :box.shape[1]]
             box[disk] = bool(v)
-        self._leave()
-        return mask, ('logits', clicks), 0.5
+        return mask
+
+
+class LabelMapPredictor(DiskPredictor):
+    """Oracle stand-in: the objects of ``label_map`` (H, W; 0 background) under the clicks."""
+
+    def __init__(self, stats, label_map):
+        super().__init__(stats)
+        self.label_map = label_map
+
+    def draw(self, clicks):
+        ids = [self.label_map[int(y), int(x)] for x, y, _ in clicks]
+        positive = {k for k, (_, _, v) in zip(ids, clicks) if v and k}
+        negative = {k for k, (_, _, v) in zip(ids, clicks) if not v}
+        return np.isin(self.label_map, sorted(positive - negative))
+
+
+def new_stats():
+    return dict(lock=threading.Lock(), active=0, max_active=0, set_image=[], predict=[],
+                chain_errors=[])
 
 
 def disk_factory(radius=12, delay=0.0, oom=None):
     """(factory, stats) for the app: each call of factory() gives a new DiskPredictor."""
-    stats = dict(lock=threading.Lock(), active=0, max_active=0, set_image=[], predict=[],
-                 chain_errors=[])
+    stats = new_stats()
     return (lambda: DiskPredictor(stats, radius, delay, oom)), stats
+
+
+def label_map_factory(label_map):
+    """(factory, stats) for the app: each call of factory() gives a new LabelMapPredictor."""
+    stats = new_stats()
+    return (lambda: LabelMapPredictor(stats, label_map)), stats
 
 
 def png_bytes(image):
@@ -90,5 +121,6 @@ def synthetic_scene(size, seed=3):
     from mmhrsam.datasets import SyntheticHighResDataset
     dataset = SyntheticHighResDataset(num_images=1, image_size=size, max_objects=2, seed=seed,
                                       shapes=('wavy', 'star'), object_scale=(0.25, 0.35),
-                                      test_mode=True, pipeline=[])
-    return dataset.load_image(0), dataset.load_masks(0)
+                                      pipeline=[])
+    scene = dataset.scene(0)
+    return scene.image, scene.masks()

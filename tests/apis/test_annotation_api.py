@@ -6,8 +6,8 @@ are HRSAMPredictor's click chain, encoded as pycocotools RLE; the deterministic
 and the saved files, where the mask must be known in advance.
 """
 import json
-import os
 import threading
+from io import BytesIO
 from pathlib import Path
 
 import cv2
@@ -52,8 +52,8 @@ def numpy_bbox(mask):
 
 @pytest.fixture(scope='module')
 def scene():
-    image, masks = synthetic_scene((160, 224))
-    return image, masks
+    image, masks = synthetic_scene(224)
+    return np.ascontiguousarray(image[:160]), masks[:, :160]  # not square: catches (h, w) swaps
 
 
 @pytest.fixture(scope='module')
@@ -243,7 +243,6 @@ def test_folder_listing_preview_and_page(tmp_path, scene):
     assert (info['preview_width'], info['preview_height']) == (400, 120)
     preview = client.get(f'/api/images/{b["image_id"]}/preview')
     assert preview.headers['content-type'] == 'image/jpeg'
-    from io import BytesIO
     shown = np.asarray(Image.open(BytesIO(preview.content)))
     assert shown.shape == (120, 400, 3)
     assert shown[:, :190].max() < 20 and shown[:, 210:].min() > 180  # the halves stay in place

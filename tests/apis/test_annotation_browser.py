@@ -1,10 +1,12 @@
 """End to end in a real headless browser: Debian's chromium driven by Selenium.
 
-The server runs (uvicorn, in a thread, on a free loopback port) with the deterministic
-:class:`DiskPredictor` stand-in injected through the app factory, so the test knows which
-pixels must be foreground: a random-weight model could predict anything. The scene is
+The server runs (uvicorn, in a thread, on a free loopback port) with a deterministic
+stand-in predictor injected through the app factory, :class:`LabelMapPredictor`: it
+answers with the scene's ground-truth object under the click, so the test knows which
+pixels must be foreground (a random-weight model could predict anything). The scene is
 larger than the preview the page receives, so the clicks go through the page's
-preview-to-original mapping. Skipped when chromium, chromedriver or selenium are missing
+preview-to-original mapping, and a click mapped to the wrong place selects another object
+or the background. Skipped when chromium, chromedriver or selenium are missing
 (``apt-get install chromium chromium-driver``, ``pip install -r requirements/app.txt``).
 """
 import json
@@ -32,24 +34,33 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from annotation_helpers import disk_factory, synthetic_scene  # noqa: E402
+from annotation_helpers import label_map_factory, synthetic_scene  # noqa: E402
 
 SIZE = 640  # scene side; the page gets a 320 px preview (scale 2)
 PREVIEW = 320
-RADIUS = 16
-SEED = 5  # a scene with two objects
+SEED = 3  # a scene with two large objects
 
 
 @pytest.fixture
-def server(tmp_path):
-    """(base url, output folder) of a running server with the disk stand-in."""
+def scene():
+    """A two-object scene of the synthetic dataset: image, masks (2, H, W), label map."""
+    image, masks = synthetic_scene(SIZE, seed=SEED)
+    assert len(masks) == 2
+    label_map = (masks * np.arange(1, 3, dtype=np.uint8)[:, None, None]).max(0)
+    return image, masks, label_map
+
+
+@pytest.fixture
+def server(tmp_path, scene):
+    """(base url, output folder) of a running server with the ground-truth stand-in."""
     import uvicorn
 
     from mmhrsam.apis.annotation import AppOptions, create_app
-    factory, _ = disk_factory(radius=RADIUS)
-    app = create_app(factory, AppOptions(out_dir=tmp_path / 'out', target_sizes=(1024, 2048),
-                                         default_target_size=1024, preview_max_side=PREVIEW,
-                                         model='disk stand-in', warning='stand-in predictor'))
+    factory, stats = label_map_factory(scene[2])
+    app = create_app(factory, AppOptions(
+        out_dir=tmp_path / 'out', target_sizes=(1024, 2048), default_target_size=1024,
+        preview_max_side=PREVIEW, model='stand-in predictor (ground-truth objects)',
+        warning='Test server: a stand-in predictor answers with the ground-truth object.'))
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
@@ -61,6 +72,7 @@ def server(tmp_path):
         assert time.time() < deadline and thread.is_alive(), 'server did not start'
         time.sleep(0.05)
     yield f'http://127.0.0.1:{port}', tmp_path / 'out'
+    assert stats['chain_errors'] == []
     uv.should_exit = True
     thread.join(10)
 
@@ -107,14 +119,14 @@ def saved_object(out, annotation):
     return np.asarray(Image.open(out / 'synthetic_scene' / f'{annotation["id"]}.png'))
 
 
-def test_click_and_save_in_a_real_browser(server, browser, tmp_path):
+def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
     url, out = server
-    image, masks = synthetic_scene(SIZE, seed=SEED)
-    assert len(masks) == 2
+    image, masks, _ = scene
     path = tmp_path / 'synthetic_scene.png'
     Image.fromarray(image).save(path)
     clicks = [deepest_pixel(m) for m in masks]  # far inside each object
-    assert all(depth > 2 * RADIUS for _, _, depth in clicks)
+    assert all(depth > 8 for _, _, depth in clicks)
+    background = deepest_pixel(masks.max(0) == 0)
 
     browser.get(url)
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, 'target-size').text)
@@ -129,36 +141,39 @@ def test_click_and_save_in_a_real_browser(server, browser, tmp_path):
     tx, ty, _ = clicks[0]
     scale = click_pixel(browser, canvas, tx, ty)
     wait_idle(browser)
-    click_pixel(browser, canvas, 5, 5, right=True)
+    click_pixel(browser, canvas, *background[:2], right=True)
     wait_idle(browser)
     assert browser.find_element(By.ID, 'click-count').text == '2 clicks'
     browser.find_element(By.ID, 'undo').click()
     wait_idle(browser)
     assert browser.find_element(By.ID, 'click-count').text == '1 click'
-    # The overlay is drawn: the canvas pixel at the click is tinted blue.
-    rgba = browser.execute_script(
-        'return Array.from(arguments[0].getContext("2d").getImageData(arguments[1], arguments[2], '
-        '1, 1).data);', canvas, int(tx * PREVIEW / SIZE), int(ty * PREVIEW / SIZE))
-    plain = image[ty, tx].astype(int)
-    assert rgba[2] - rgba[0] > plain[2] - plain[0] + 40, (rgba, plain)
     browser.find_element(By.ID, 'label').send_keys('first')
     browser.find_element(By.ID, 'save').click()
     WebDriverWait(browser, 30).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, '#objects li')) == 1)
     assert browser.find_element(By.ID, 'click-count').text == '0 clicks'
 
-    # Object 2: one click, saved without a label; then a third object left unsaved (screenshot).
-    click_pixel(browser, canvas, *clicks[1][:2])
+    # Object 2: one click; the overlay is drawn (the canvas pixel at the click turns blue),
+    # screenshot, then saved without a label.
+    tx, ty, _ = clicks[1]
+    click_pixel(browser, canvas, tx, ty)
     wait_idle(browser)
-    browser.find_element(By.ID, 'save').click()
-    WebDriverWait(browser, 30).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, '#objects li')) == 2)
-    click_pixel(browser, canvas, SIZE // 2, SIZE - 3 * RADIUS)
-    wait_idle(browser)
-    assert 'first' in browser.find_element(By.ID, 'objects').text
+    depth = cv2.distanceTransform(masks[1], cv2.DIST_L2, 5)
+    ys, xs = np.nonzero(depth > 4)  # inside, away from the click's marker: the farthest such pixel
+    k = int(np.argmax((xs - tx) ** 2 + (ys - ty) ** 2))
+    px, py = int(xs[k]) // 2, int(ys[k]) // 2  # the preview pixel showing it
+    rgba = browser.execute_script(
+        'return Array.from(arguments[0].getContext("2d").getImageData(arguments[1], arguments[2], '
+        '1, 1).data);', canvas, px, py)
+    plain = image[2 * py + 1, 2 * px + 1].astype(int)
+    assert rgba[2] - rgba[0] > plain[2] - plain[0] + 40, (rgba, plain)
     shot = tmp_path / 'annotate_screenshot.png'
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10000
+    browser.find_element(By.ID, 'save').click()
+    WebDriverWait(browser, 30).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, '#objects li')) == 2)
+    assert 'first' in browser.find_element(By.ID, 'objects').text
 
     coco = json.loads((out / 'synthetic_scene.json').read_text())
     assert [a['label'] for a in coco['annotations']] == ['first', '']
@@ -170,8 +185,7 @@ def test_click_and_save_in_a_real_browser(server, browser, tmp_path):
         png = saved_object(out, annotation)
         assert png.shape == (SIZE, SIZE)
         assert png[int(sy), int(sx)] == 255 and png[ty, tx] == 255  # clicked pixel: foreground
-        assert target[int(sy), int(sx)] == 1  # inside the object aimed at
-        assert png[5, 5] == 0
+        np.testing.assert_array_equal(png == 255, target.astype(bool))  # the object aimed at
 
     # The page's RLE decoder against pycocotools, on the scene's own (intricate) object masks,
     # at full size and sampled down to the preview as the overlay is drawn.

@@ -104,3 +104,34 @@ def test_two_process_evaluation_equals_one_process(trained, tmp_path):
         return data
 
     assert summary(tmp_path / 'one') == summary(tmp_path / 'two')
+
+
+def released_layout(state):
+    """A project checkpoint rewritten in the released HRSAM layout (neck.* prompt encoder with
+    pos_embed_layer / point_embeds, decode_head.* mask decoder) with the saved RoPE table of
+    the quickstart's 32-channel heads: theta^(-2i / 16), i < 8, float32."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith('head.prompt_encoder.'):
+            key = 'neck.' + key[len('head.prompt_encoder.'):]
+            key = key.replace('neck.pe_layer.', 'neck.pos_embed_layer.').replace('neck.point_embeddings.',
+                                                                               'neck.point_embeds.')
+        elif key.startswith('head.mask_decoder.'):
+            key = 'decode_head.' + key[len('head.mask_decoder.'):]
+        out[key] = value
+    out['backbone.rope.freqs'] = torch.tensor([10000 ** (-2 * i / 16) for i in range(8)], dtype=torch.float32)
+    return out
+
+
+def test_released_checkpoint_evaluates_like_the_converted_one_with_the_original_protocol(trained, tmp_path):
+    """tools/test.py loads a released-layout checkpoint (with backbone.rope.freqs) strictly and
+    gives the same per-instance results as the project-layout one, under --protocol original."""
+    released = tmp_path / 'released.pth'
+    torch.save({'state_dict': released_layout(weights(trained / 'iter_4.pth')), 'meta': {}}, released)
+    tables = []
+    for name, ckpt in (('project', trained / 'iter_4.pth'), ('released', released)):
+        run_tool([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--protocol', 'original',
+                  '--work-dir', str(tmp_path / name), '--cfg-options', *SMALL, 'test_cfg.num_vis=0'])
+        (run_dir, ) = [p for p in (tmp_path / name).iterdir() if p.is_dir()]
+        tables.append((run_dir / 'per_instance.csv').read_text())
+    assert tables[0] == tables[1] and len(tables[0].splitlines()) >= 2
