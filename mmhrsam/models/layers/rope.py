@@ -41,7 +41,7 @@ class AxialRoPE(nn.Module):
         """Rotate ``x`` (B, L, H, head_dim) by the positions ``pos`` (L, 2).
 
         The rotation is computed in float32 and cast to ``x``'s dtype, so bf16/fp16
-        inputs stay in their dtype (the original promoted them to float32, SPEC §7.3).
+        inputs stay in their dtype (the original promoted them to float32; ``docs/architecture.md``).
         """
         ang = self.angles(pos)[:, None, :]  # (L, 1, head_dim)
         cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
