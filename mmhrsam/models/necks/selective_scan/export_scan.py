@@ -3,8 +3,9 @@
 The ``chunked`` backend updates its states in place (``out=`` arguments, slice writes),
 which the ONNX exporter does not translate faithfully, and the ``triton`` backends are
 kernels the exporter cannot see into. This backend computes the same recurrence with
-out-of-place operations only, so ``torch.onnx.export`` turns it into plain ONNX ops
-(the loops are unrolled for the fixed sequence length of the export).
+out-of-place operations only, so ``torch.onnx.export`` turns it into plain ONNX ops: the
+two loops over the positions of a chunk are TorchScript functions (one ONNX ``Loop`` each),
+the short loops over chunks and copies are unrolled for the traced sequence length.
 
 It uses the chunk layout of :mod:`.chunked` (chunks of ``T`` tokens scanned side by side
 over their ``T`` positions, then a carry over the chunks) and, for Cycle-scan, the period
