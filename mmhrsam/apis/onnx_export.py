@@ -316,5 +316,6 @@ def export_onnx_pair(backbone: nn.Module, head: nn.Module, out_dir: str, target_
             'decoder': export_decoder(DecoderOnnxModel(head, target_size), os.path.join(out_dir, 'decoder.onnx'))}
 
 
-__all__ = ['compact_uniform_constants', 'resize_longest_side', 'EncoderOnnxModel', 'DecoderOnnxModel', 'export_mode', 'export_encoder', 'export_decoder',
-           'export_onnx_pair', 'ENCODER_INPUTS', 'ENCODER_OUTPUTS', 'DECODER_INPUTS', 'DECODER_OUTPUTS']
+__all__ = ['compact_uniform_constants', 'resize_longest_side', 'EncoderOnnxModel', 'DecoderOnnxModel', 'export_mode',
+           'export_encoder', 'export_decoder', 'export_onnx_pair', 'ENCODER_INPUTS', 'ENCODER_OUTPUTS',
+           'DECODER_INPUTS', 'DECODER_OUTPUTS']
