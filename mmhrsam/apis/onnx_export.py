@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import types
 import warnings
 from typing import Dict, Iterator, Sequence, Tuple
@@ -201,17 +202,68 @@ class DecoderOnnxModel(SamOnnxModel):
         return self.mask_postprocessing(masks, orig_im_size), scores, masks
 
 
+#: Constants with at least this many elements, all equal, are stored as ConstantOfShape.
+UNIFORM_CONSTANT_MIN_ELEMENTS = 4096
+#: Above this size a model is saved with its tensors in one side file (protobuf's 2 GiB limit).
+MAX_SINGLE_FILE_BYTES = 2**31 - 2**26
+
+
+def compact_uniform_constants(model) -> int:
+    """Replace large Constant nodes whose values are all equal by ``ConstantOfShape`` (same values).
+
+    Constant folding turns every zero-filled buffer of the traced model (e.g. the ``sdpa``
+    attention backend's output buffer that its per-size buckets are scattered into, one
+    (1, L, heads, d) tensor per layer) into stored zeros: 150 MB at 1024², 2.4 GB at 4096².
+
+    Args:
+        model (onnx.ModelProto): modified in place.
+
+    Returns:
+        int: the number of constants replaced.
+    """
+    import numpy as np  # noqa: PLC0415
+    from onnx import helper, numpy_helper  # noqa: PLC0415
+    replaced = 0
+    for index, node in enumerate(model.graph.node):
+        if node.op_type != 'Constant' or node.attribute[0].name != 'value':
+            continue
+        tensor = node.attribute[0].t
+        if int(np.prod(tensor.dims)) < UNIFORM_CONSTANT_MIN_ELEMENTS:
+            continue
+        values = numpy_helper.to_array(tensor)
+        if not (values == values.flat[0]).all():
+            continue
+        shape = helper.make_node('Constant', [], [f'{node.output[0]}_shape'],
+                                 value=numpy_helper.from_array(np.array(values.shape, np.int64)))
+        fill = helper.make_node('ConstantOfShape', shape.output, list(node.output), name=node.name,
+                                value=numpy_helper.from_array(values.reshape(-1)[:1]))
+        model.graph.node.remove(node)
+        model.graph.node.insert(index, fill)
+        model.graph.node.insert(index, shape)
+        replaced += 1
+    return replaced
+
+
 def _onnx_export(model: nn.Module, args: Tuple[Tensor, ...], path: str, input_names: Sequence[str],
                  output_names: Sequence[str], dynamic_axes: Dict[str, Dict[int, str]]) -> str:
-    """``torch.onnx.export`` with the TorchScript-based exporter, then ONNX's model checker."""
+    """``torch.onnx.export`` with the TorchScript-based exporter, :func:`compact_uniform_constants`,
+    then ONNX's model checker; one file, or one file and ``<path>.data`` when over 2 GiB."""
     import onnx  # noqa: PLC0415  optional dependency (requirements/onnx.txt)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
-        # The tracer warns wherever a shape becomes a constant: fixed shapes are the point here.
-        warnings.simplefilter('ignore', torch.jit.TracerWarning)
-        torch.onnx.export(model, args, path, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-                          input_names=list(input_names), output_names=list(output_names),
-                          dynamic_axes=dynamic_axes)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # A scratch folder: over 2 GiB the exporter writes one side file per tensor next to its output.
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        raw = os.path.join(scratch, 'model.onnx')
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer warns wherever a shape becomes a constant: fixed shapes are the point here.
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            torch.onnx.export(model, args, raw, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                              input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes=dynamic_axes)
+        proto = onnx.load(raw)
+    compact_uniform_constants(proto)
+    large = proto.ByteSize() > MAX_SINGLE_FILE_BYTES
+    onnx.save(proto, path, save_as_external_data=large, location=os.path.basename(path) + '.data')
     onnx.checker.check_model(path)
     return path
 
@@ -264,5 +316,6 @@ def export_onnx_pair(backbone: nn.Module, head: nn.Module, out_dir: str, target_
             'decoder': export_decoder(DecoderOnnxModel(head, target_size), os.path.join(out_dir, 'decoder.onnx'))}
 
 
-__all__ = ['resize_longest_side', 'EncoderOnnxModel', 'DecoderOnnxModel', 'export_mode', 'export_encoder', 'export_decoder',
-           'export_onnx_pair', 'ENCODER_INPUTS', 'ENCODER_OUTPUTS', 'DECODER_INPUTS', 'DECODER_OUTPUTS']
+__all__ = ['compact_uniform_constants', 'resize_longest_side', 'EncoderOnnxModel', 'DecoderOnnxModel', 'export_mode',
+           'export_encoder', 'export_decoder', 'export_onnx_pair', 'ENCODER_INPUTS', 'ENCODER_OUTPUTS',
+           'DECODER_INPUTS', 'DECODER_OUTPUTS']

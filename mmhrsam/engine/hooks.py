@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os.path as osp
+import time
 from typing import List, Optional
 
 import torch
+import torch.distributed as dist
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -64,3 +66,60 @@ class ParamSyncCheckHook(Hook):
                                    f'{runner.iter + 1}: parameter checksums '
                                    f'per rank {everyone}; differing parameters ({len(differing)}): '
                                    f'{differing[:10]}')
+
+
+@HOOKS.register_module()
+class IterationRecordHook(Hook):
+    """Records, per training iteration, the loss averaged over all ranks and the wall time.
+
+    Why: MMEngine logs rank 0's loss smoothed over a window, which is neither the global
+    batch's loss nor comparable between runs on different numbers of GPUs; scaling studies
+    need both exactly. At the end of training rank 0 writes ``<work_dir>/iteration_record.json``::
+
+        {"world_size", "batch_size_per_rank", "iterations": [i, ...], "loss": [...],
+         "time_s": [...],                       # seconds since the first recorded iteration
+         "images_per_s": ..., "timed_iterations": [first, last]}
+
+    ``images_per_s`` counts global images over the iterations after ``warmup`` (compilation,
+    allocator and dataloader start-up excluded). With ``cuda_sync`` the clock is read after a
+    device synchronization, so the time covers the GPU work of each step.
+
+    Args:
+        warmup (int): iterations left out of the throughput.
+        cuda_sync (bool): synchronize the current CUDA device before reading the clock.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, warmup: int = 20, cuda_sync: bool = True):
+        self.warmup, self.cuda_sync = int(warmup), bool(cuda_sync)
+        self.iterations: List[int] = []
+        self.losses: List[float] = []
+        self.times: List[float] = []
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
+        if self.cuda_sync and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        loss = outputs['loss'].detach().float().reshape(1).clone() if outputs and 'loss' in outputs else None
+        if loss is not None and get_world_size() > 1:
+            dist.all_reduce(loss)
+            loss /= dist.get_world_size()
+        self.iterations.append(runner.iter + 1)
+        self.losses.append(float(loss) if loss is not None else float('nan'))
+        self.times.append(now)
+
+    def after_train(self, runner) -> None:
+        if get_rank() != 0 or not self.times:
+            return
+        start = self.times[0]
+        record = dict(world_size=get_world_size(), batch_size_per_rank=runner.train_dataloader.batch_size,
+                      iterations=self.iterations, loss=self.losses, time_s=[t - start for t in self.times])
+        timed = [i for i, it in enumerate(self.iterations) if it > self.iterations[0] + self.warmup - 1]
+        if len(timed) >= 2:
+            first, last = timed[0], timed[-1]
+            images = (last - first) * record['world_size'] * record['batch_size_per_rank']
+            record.update(images_per_s=images / (self.times[last] - self.times[first]),
+                          timed_iterations=[self.iterations[first], self.iterations[last]])
+        with open(osp.join(runner.work_dir, 'iteration_record.json'), 'w') as f:
+            json.dump(record, f)

@@ -129,7 +129,7 @@ def test_interpreter_really_runs_the_kernels(ts, monkeypatch):
         spies[name] = _Spy(getattr(ts, name))
         monkeypatch.setattr(ts, name, spies[name])
     args = [t.requires_grad_() for t in make_inputs(1, 3, 2, 10)]
-    ts.triton_selective_scan(*args, chunk_size=4).sum().backward()
+    ts.triton_selective_scan(*args, tuning=ts.ScanTuning(chunk=4)).sum().backward()
     assert {k: s.launches for k, s in spies.items()} == {
         '_fwd_chunk_state': 1, '_carry': 2, '_fwd_chunk_out': 1, '_bwd_chunk_adjoint': 1, '_bwd_chunk_forward': 1,
         '_bwd_chunk_reverse': 1}  # yapf: disable
@@ -146,7 +146,7 @@ def test_forward_and_gradients_match_loop(ts, batch, channels, d_state, length, 
     args = make_inputs(batch, channels, d_state, length, seed=length + channels)
     grad_out = torch.randn(batch, channels, length, generator=torch.Generator().manual_seed(1))
     ours = [t.clone().requires_grad_() for t in args]
-    y = ts.triton_selective_scan(*ours, chunk_size=chunk, block_d=block_d)
+    y = ts.triton_selective_scan(*ours, tuning=ts.ScanTuning(chunk=chunk, block_d=block_d))
     assert y.dtype == torch.float32 and y.shape == (batch, channels, length)
     ref = [t.double().requires_grad_() for t in args]
     expected = loop_scan(*ref)
@@ -160,13 +160,13 @@ def test_forward_and_gradients_match_loop(ts, batch, channels, d_state, length, 
 
 @interp
 @pytest.mark.parametrize('red', [1, 2])
-def test_tensor_core_channel_reductions(ts, monkeypatch, red):
+def test_tensor_core_channel_reductions(ts, red):
     """N >= 16: dB and dC summed over channels by tl.dot (the interpreter computes it in fp32)."""
-    monkeypatch.setenv('MMHRSAM_SCAN_RED', str(red))
     args = make_inputs(1, 8, 16, 24, seed=red)
-    assert ts.default_config(args[0], 16, 8).red == red
+    tuning = ts.ScanTuning(chunk=8, red=red)
+    assert ts.default_config(args[0], 16, tuning).red == red
     ours = [t.clone().requires_grad_() for t in args]
-    ts.triton_selective_scan(*ours, chunk_size=8).backward(torch.ones(1, 8, 24))
+    ts.triton_selective_scan(*ours, tuning=tuning).backward(torch.ones(1, 8, 24))
     ref = [t.double().requires_grad_() for t in args]
     loop_scan(*ref).sum().backward()
     for name, a, b in zip(ARG_NAMES, ours, ref):
@@ -177,9 +177,11 @@ def test_tensor_core_channel_reductions(ts, monkeypatch, red):
 def test_polynomial_exp2_rows(ts):
     """npoly: the first state rows take exp2 from the FMA-pipe polynomial (~2e-7 relative, like ex2.approx)."""
     args = make_inputs(1, 4, 8, 40, seed=9)
-    assert ts.default_config(args[0], 8, 8, npoly=(4, 2))[5:7] == (4, 2)
+    tuning = ts.ScanTuning(chunk=8, npoly=(4, 2))
+    cfg = ts.default_config(args[0], 8, tuning)
+    assert (cfg.npoly, cfg.npoly_out) == (4, 2)
     ours = [t.clone().requires_grad_() for t in args]
-    y = ts.triton_selective_scan(*ours, chunk_size=8, npoly=(4, 2))
+    y = ts.triton_selective_scan(*ours, tuning=tuning)
     ref = [t.double().requires_grad_() for t in args]
     expected = loop_scan(*ref)
     assert_close(y.detach(), expected.detach(), 1e-5, 'y')
@@ -193,7 +195,7 @@ def test_polynomial_exp2_rows(ts):
 def test_bf16_inputs(ts):
     args = make_inputs(2, 6, 4, 40, seed=3, dtype=torch.bfloat16)
     ours = [t.clone().requires_grad_() for t in args]
-    y = ts.triton_selective_scan(*ours, chunk_size=16)
+    y = ts.triton_selective_scan(*ours, tuning=ts.ScanTuning(chunk=16))
     assert y.dtype == torch.bfloat16
     ref = [t.detach().double().requires_grad_() for t in args]
     expected = loop_scan(*ref)  # same rounded inputs in float64: only output rounding differs
@@ -214,7 +216,7 @@ def test_optional_arguments(ts, with_D, with_bias, softplus):
     D = D if with_D else None
     bias = bias.abs() if with_bias else None
     ours = [None if t is None else t.clone().requires_grad_() for t in (u, delta, A, B, C, D, bias)]
-    y = ts.triton_selective_scan(*ours, delta_softplus=softplus, chunk_size=8)
+    y = ts.triton_selective_scan(*ours, delta_softplus=softplus, tuning=ts.ScanTuning(chunk=8))
     ref = [None if t is None else t.double().requires_grad_() for t in (u, delta, A, B, C, D, bias)]
     expected = loop_scan(*ref, delta_softplus=softplus)
     assert_close(y.detach(), expected.detach(), 1e-5, 'y')
@@ -229,7 +231,7 @@ def test_optional_arguments(ts, with_D, with_bias, softplus):
 def test_partial_gradients_and_no_grad(ts):
     args = make_inputs(1, 4, 3, 20, seed=5)
     ours = [t.clone().requires_grad_(i in (2, 4)) for i, t in enumerate(args)]  # A and C only
-    ts.triton_selective_scan(*ours, chunk_size=8).sum().backward()
+    ts.triton_selective_scan(*ours, tuning=ts.ScanTuning(chunk=8)).sum().backward()
     ref = [t.double().requires_grad_(i in (2, 4)) for i, t in enumerate(args)]
     loop_scan(*ref).sum().backward()
     for i, (a, b) in enumerate(zip(ours, ref)):
@@ -238,7 +240,7 @@ def test_partial_gradients_and_no_grad(ts):
         else:
             assert a.grad is None
     with torch.no_grad():
-        y = ts.triton_selective_scan(*[t.requires_grad_() for t in args], chunk_size=8)
+        y = ts.triton_selective_scan(*[t.requires_grad_() for t in args], tuning=ts.ScanTuning(chunk=8))
     assert not y.requires_grad
 
 
@@ -250,7 +252,7 @@ def test_strided_inputs_and_long_memory(ts):
     u_cl = u.transpose(1, 2).contiguous().transpose(1, 2)
     B_cl = B.transpose(1, 2).contiguous().transpose(1, 2)
     A_t = A.t().contiguous().t()
-    y = ts.triton_selective_scan(u_cl, delta, A_t, B_cl, C, D, bias, chunk_size=8)
+    y = ts.triton_selective_scan(u_cl, delta, A_t, B_cl, C, D, bias, tuning=ts.ScanTuning(chunk=8))
     assert_close(y, loop_scan(u, delta, A, B, C, D, bias), 1e-5, 'y')
 
 
@@ -275,7 +277,7 @@ def test_cycle_scan_matches_loop_over_copies(tc, batch, channels, d_state, lengt
     args[2] = args[2] / 4  # slower decays: the state carried over copy boundaries matters
     gamma = 1 + 0.5 * torch.randn(channels, copies, generator=torch.Generator().manual_seed(copies))
     ours = [t.clone().requires_grad_() for t in args + [gamma]]
-    y = tc.triton_cycle_selective_scan(*ours, chunk_size=chunk)
+    y = tc.triton_cycle_selective_scan(*ours, tuning=tc.ScanTuning(chunk=chunk))
     assert y.shape == (batch, channels, length) and y.dtype == torch.float32
     ref = [t.double().requires_grad_() for t in args + [gamma]]
     expected = loop_cycle(*ref)
@@ -311,7 +313,8 @@ def test_cycle_scan_edge_cases(tc, case):
     wants = [True] * 8 if case != 'partial_grads' else [False, True, False, True, False, False, True, True]
     args = (u, delta, A, B, C, D, bias, gamma)
     ours = [None if t is None else t.clone().requires_grad_(w) for t, w in zip(args, wants)]
-    y = tc.triton_cycle_selective_scan(*ours, delta_softplus=softplus, chunk_size=chunk)
+    tuning = tc.ScanTuning(chunk=chunk)
+    y = tc.triton_cycle_selective_scan(*ours, delta_softplus=softplus, tuning=tuning)
     ref = [None if t is None else t.double().requires_grad_(w) for t, w in zip(args, wants)]
     expected = loop_cycle(*ref, delta_softplus=softplus)
     assert_close(y.detach(), expected.detach(), 1e-5, 'y')
@@ -326,7 +329,7 @@ def test_cycle_scan_edge_cases(tc, case):
         else:
             assert a.grad is None, name
     with torch.no_grad():  # the forward-only path
-        assert_close(tc.triton_cycle_selective_scan(*ours, delta_softplus=softplus, chunk_size=chunk),
+        assert_close(tc.triton_cycle_selective_scan(*ours, delta_softplus=softplus, tuning=tuning),
                      expected.detach(), 1e-5, 'y without grad')
 
 
@@ -341,10 +344,10 @@ def test_cycle_scan_rejects_bad_gamma(tc):
 @interp
 def test_cycle_scan_launches(ts, tc, monkeypatch):
     """The periodic op's kernels, each interpreted: one states pass, one carry kernel, one output pass forward;
-    the weighted scan's four backward kernels, G's backward, and one more reverse walk."""
+    the weighted scan's four backward kernels, G's backward, and the copy's final-state walk."""
     from triton.runtime.interpreter import InterpretedFunction
     names = ('_fwd_chunk_state', '_carry', '_cycle_carry', '_fwd_chunk_out', '_bwd_chunk_adjoint',
-             '_bwd_chunk_forward', '_bwd_chunk_reverse', '_cycle_carry_bwd')
+             '_bwd_chunk_forward', '_bwd_chunk_reverse', '_cycle_carry_bwd', '_bwd_chunk_final_state')
     spies = {}
     for name in names:
         mod = tc if name.startswith('_cycle') else ts
@@ -352,10 +355,11 @@ def test_cycle_scan_launches(ts, tc, monkeypatch):
         spies[name] = _Spy(getattr(mod, name))
         monkeypatch.setattr(mod, name, spies[name])
     args = [t.requires_grad_() for t in make_inputs(1, 3, 2, 10) + [torch.ones(3, 3)]]
-    tc.triton_cycle_selective_scan(*args, chunk_size=4).sum().backward()
+    tc.triton_cycle_selective_scan(*args, tuning=tc.ScanTuning(chunk=4)).sum().backward()
     assert {k: s.launches for k, s in spies.items()} == {
         '_fwd_chunk_state': 1, '_carry': 1, '_cycle_carry': 1, '_fwd_chunk_out': 1, '_bwd_chunk_adjoint': 1,
-        '_bwd_chunk_forward': 1, '_bwd_chunk_reverse': 2, '_cycle_carry_bwd': 1}  # yapf: disable
+        '_bwd_chunk_forward': 1, '_bwd_chunk_reverse': 1, '_cycle_carry_bwd': 1,
+        '_bwd_chunk_final_state': 1}  # yapf: disable
 
 
 @interp
@@ -383,7 +387,7 @@ def test_cycle_scan_bf16_and_switch(ts):
 
 @interp
 def test_switch_uses_triton_only_when_asked_on_cpu(ts):
-    from mmhrsam.ops import BackendUnavailableError as ScanBackendUnavailableError
+    from mmhrsam.ops import BackendUnavailableError
     from mmhrsam.ops.selective_scan import AUTO_ORDER, SCAN_BACKENDS, resolve_scan_backend, selective_scan
     assert AUTO_ORDER[0] == 'triton' and 'triton' in SCAN_BACKENDS
     args = make_inputs(1, 3, 2, 9, seed=2)
@@ -392,18 +396,18 @@ def test_switch_uses_triton_only_when_asked_on_cpu(ts):
     y = selective_scan(*args, backend='triton')  # named explicitly: runs here through the interpreter
     assert_close(y, loop_scan(*args), 1e-5, 'y')
     assert ts.triton_unavailable(args[0]) is None
-    assert issubclass(ScanBackendUnavailableError, RuntimeError)
+    assert issubclass(BackendUnavailableError, RuntimeError)
 
 
 @not_interp
 def test_not_interpreted_cpu_is_a_clear_error():
-    """Without the interpreter, CPU tensors get ScanBackendUnavailableError with the reason."""
+    """Without the interpreter, CPU tensors get BackendUnavailableError with the reason."""
     code = ('import os, torch; os.environ.pop("TRITON_INTERPRET", None)\n'
-            'from mmhrsam.ops import BackendUnavailableError as ScanBackendUnavailableError\n'
+            'from mmhrsam.ops import BackendUnavailableError\n'
             'from mmhrsam.ops.selective_scan import selective_scan\n'
             'x = torch.zeros(1, 2, 3); A = -torch.ones(2, 2); B = torch.zeros(1, 2, 3)\n'
             'try:\n    selective_scan(x, x, A, B, B, backend="triton")\n'
-            'except ScanBackendUnavailableError as e:\n    print("OK", e)\n')
+            'except BackendUnavailableError as e:\n    print("OK", e)\n')
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.startswith('OK') and 'CUDA' in out.stdout, out.stdout + out.stderr
@@ -426,6 +430,35 @@ def test_import_without_triton():
 
 
 @not_interp
+def test_scan_tuning_defaults_and_validation(monkeypatch):
+    """ScanTuning: without overrides the heuristics (values worked out by hand, CPU counts 4 SMs), explicit
+    fields as given, no environment variable read, bad fields and impossible reductions rejected."""
+    ts = importlib.import_module(MODULE)
+    for var, value in (('MMHRSAM_SCAN_CHUNK', '8'), ('MMHRSAM_SCAN_WARPS', '4'), ('MMHRSAM_SCAN_NPOLY', '4,2'),
+                       ('MMHRSAM_SCAN_RED', '0')):
+        monkeypatch.setenv(var, value)  # read by earlier versions; must change nothing now
+    u32 = torch.zeros(1, 64, 100)
+    # 100 tokens x 2 channel blocks / (32 x 4) programs wanted ~ 2 -> at least 64; N = 16: split-tf32 for fp32
+    assert ts.default_config(u32, 16) == ts.ScanConfig(chunk=64, tile=4, bwd_tile=4, fwd_warps=1, bwd_warps=1,
+                                                       npoly=0, npoly_out=0, fwd_block_d=32, bwd_block_d=32, red=2)
+    u16 = torch.zeros(1, 1, 1, dtype=torch.bfloat16).expand(2, 768, 16384)
+    # 16384 x 2 x 24 / 128 = 6144 -> 2^13, capped at 512; 8 bf16 tokens per tile; tf32 reductions
+    assert ts.default_config(u16, 32) == ts.ScanConfig(512, 8, 4, 1, 1, 0, 0, 32, 32, 1)
+    assert ts.default_config(u32, 8).red == 0  # N < 16: no tl.dot
+    tuned = ts.default_config(u32, 16, ts.ScanTuning(chunk=10, fwd_warps=2, npoly=[4, 40], red=1))
+    assert (tuned.chunk, tuned.fwd_block_d, tuned.npoly, tuned.npoly_out, tuned.red) == (12, 64, 4, 16, 1)
+    assert ts.ScanTuning(npoly=[1, 2]).npoly == (1, 2)
+    for bad in (dict(chunk=0), dict(fwd_warps=3), dict(npoly=(1, )), dict(npoly=(-1, 0)), dict(red=3),
+                dict(block_d=24)):
+        with pytest.raises(ValueError, match='ScanTuning'):
+            ts.ScanTuning(**bad)
+    with pytest.raises(ValueError, match='red=2 needs N >= 16'):
+        ts.default_config(u32, 8, ts.ScanTuning(red=2))
+    with pytest.raises(TypeError, match='ScanTuning'):
+        ts.triton_selective_scan(u32, u32, -torch.ones(64, 4), u32[:, :4], u32[:, :4], tuning=dict(chunk=8))
+
+
+@not_interp
 def test_kernels_build_for_sm90_without_a_gpu():
     """Triton's frontend on every kernel and constexpr variant the wrapper launches (no device needed)."""
     triton = pytest.importorskip('triton')
@@ -440,8 +473,12 @@ def test_kernels_build_for_sm90_without_a_gpu():
     mod = importlib.import_module(MODULE)
     if mod.triton is None or mod.INTERPRETED:
         pytest.skip('kernels not compiled for a GPU in this process')
+    OPTIONAL_POINTERS = {'HAS_BIAS': 'delta_bias_ptr', 'HAS_D': 'D_skip_ptr', 'HAS_USCALE': 'u_scale_ptr'}
 
     def build(fn, consts, num_warps, dtype='fp32'):
+        # an absent optional input is launched as a None pointer (a constexpr): build it that way
+        consts = dict(consts, **{ptr: None for flag, ptr in OPTIONAL_POINTERS.items()
+                                 if consts.get(flag) is False and ptr in fn.arg_names})
         sig = {a: 'constexpr' if a in consts else ('*' + dtype if a.endswith('_ptr') else 'i32') for a in fn.arg_names}
         options = backend.parse_options(dict(num_warps=num_warps))
         context = ir.context()
@@ -453,19 +490,19 @@ def test_kernels_build_for_sm90_without_a_gpu():
 
     for dtype, tile, npoly, red, N in (('fp32', 4, 0, 2, 32), ('bf16', 8, 4, 1, 32), ('fp32', 4, 2, 0, 5)):
         NP = 1 << (N - 1).bit_length()
-        base = dict(N=N, NP=NP, TT=tile, HAS_BIAS=True, SOFTPLUS=True, NPOLY=npoly)
-        build(mod._fwd_chunk_state, dict(base, BLOCK_D=64), 2, dtype)
-        for uscale in (False, True):
-            build(mod._fwd_chunk_out, dict(base, BLOCK_D=64, HAS_D=True, HAS_USCALE=uscale), 2, dtype)
+        base = dict(N=N, NP=NP, TT=tile, HAS_BIAS=True, SOFTPLUS=True)
+        build(mod._fwd_chunk_state, dict(base, BLOCK_D=64, NPOLY=npoly), 2, dtype)
+        for uscale in (False, True):  # without uscale: no D and no bias either
+            build(mod._fwd_chunk_out, dict(base, BLOCK_D=64, NPOLY=npoly, HAS_BIAS=uscale, HAS_D=uscale,
+                                           HAS_USCALE=uscale), 2, dtype)
         bwd = dict(base, TT=4, BLOCK_D=32)
-        build(mod._bwd_chunk_adjoint, bwd, 1, dtype)
-        build(mod._bwd_chunk_forward, dict(bwd, RED=red, HAS_USCALE=True), 1, dtype)
-        plain = dict(HAS_USCALE=False, HAS_DY=True, HAS_DSX=False, ACCUM=False)
-        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=False, SOFTPLUS=False, RED=red, **plain), 1, dtype)
-        weighted = dict(HAS_USCALE=True, HAS_DY=True, HAS_DSX=False, ACCUM=False)  # Cycle-scan's two variants
-        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=True, RED=red, **weighted), 1, dtype)
-        final_state = dict(HAS_USCALE=False, HAS_DY=False, HAS_DSX=True, ACCUM=True)
-        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=False, RED=red, **final_state), 1, dtype)
+        build(mod._bwd_chunk_adjoint, dict(bwd, NPOLY=npoly), 1, dtype)
+        for uscale in (False, True):  # the plain scan, Cycle-scan's weighted scan
+            build(mod._bwd_chunk_forward, dict(bwd, RED=red, HAS_USCALE=uscale), 1, dtype)
+        build(mod._bwd_chunk_reverse, dict(bwd, HAS_BIAS=False, HAS_D=False, SOFTPLUS=False, RED=red,
+                                           HAS_USCALE=False), 1, dtype)
+        build(mod._bwd_chunk_reverse, dict(bwd, HAS_D=True, RED=red, HAS_USCALE=True), 1, dtype)
+        build(mod._bwd_chunk_final_state, dict(bwd, RED=red), 1, dtype)  # Cycle-scan's copy
     for reverse in (False, True):
         build(mod._carry, dict(REVERSE=reverse, CB=16, BLK=256), 4)
     cycle = importlib.import_module(CYCLE_MODULE)

@@ -37,10 +37,10 @@ MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 IMAGE_SIZES = [(150, 97), (61, 200)]
 
 
-def build(backbone_cfg, seed):
+def build(backbone_cfg, seed, head_cfg=HEAD):
     """Backbone and head with every parameter moved off its initial value (gamma = 1, D = 1, ...)."""
     torch.manual_seed(seed)
-    backbone, head = MODELS.build(backbone_cfg).eval(), MODELS.build(HEAD).eval()
+    backbone, head = MODELS.build(backbone_cfg).eval(), MODELS.build(head_cfg).eval()
     with torch.no_grad():
         for p in list(backbone.parameters()) + list(head.parameters()):
             p.add_(0.05 * torch.randn_like(p))
@@ -75,10 +75,11 @@ def hrsam_pair(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def hrsam_plusplus_pair(tmp_path_factory):
-    """Tiny HRSAM++ (one stage, 32² anchor map) exported through the API; the PyTorch predictor."""
+    """Tiny HRSAM++ (one stage, 32² anchor map) exported through the API, with a head trained at
+    256² whose dense positional encoding is resized to the 8 x 8 grid; the PyTorch predictor."""
     cfg = dict(BACKBONE, type='HRSAMPlusPlus', anchor_size=32, depth=2, num_stages=1,
                ms_cycle_scan_cfg=dict(type='MultiScaleCycleScan', d_state=4, scan_backend='auto'))
-    backbone, head = build(cfg, seed=1)
+    backbone, head = build(cfg, seed=1, head_cfg=dict(HEAD, image_size=256, dense_pe='resize'))
     paths = export_onnx_pair(backbone, head, str(tmp_path_factory.mktemp('hrsam-pp')), SIZE, MEAN, STD)
     return HRSAMPredictor(backbone, head, target_size=SIZE), paths
 
@@ -145,9 +146,16 @@ def test_interface_is_sams(hrsam_pair):
                                                'has_mask_input', 'orig_im_size']
     assert dims(decoder.graph.input)['point_coords'] == [1, 'num_points', 2]
     assert list(dims(decoder.graph.output)) == ['masks', 'iou_predictions', 'low_res_masks']
-    # the index maps are constants: nothing sorts, loops or searches at run time
-    ops = {node.op_type for node in encoder.graph.node}
-    assert not ops & {'Loop', 'Scan', 'Sort', 'TopK', 'NonZero', 'If'}, ops
+    # the index maps are constants: nothing sorts or searches at run time; the only loops are
+    # the two position loops of each Cycle-scan's scan
+    ops = [node.op_type for node in encoder.graph.node]
+    assert not set(ops) & {'Scan', 'Sort', 'TopK', 'NonZero', 'If', 'Unique'}, set(ops)
+    assert ops.count('Loop') == 2 * 2
+    # zero-filled buffers are not stored (compact_uniform_constants)
+    for node in encoder.graph.node:
+        if node.op_type == 'Constant' and np.prod(node.attribute[0].t.dims) >= 4096:
+            values = onnx.numpy_helper.to_array(node.attribute[0].t)
+            assert not (values == values.flat[0]).all(), node.name
 
 
 def test_export_restores_backends(hrsam_plusplus_pair):

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -50,8 +51,8 @@ def parse_args():
     p.add_argument('--no-check', action='store_true', help='skip the correctness checks')
     p.add_argument('--no-plain', action='store_true', help='skip timing the plain scan of the repeated sequence')
     p.add_argument('--sweep', default=None,
-                   help='JSON list of launch overrides for the periodic forward, e.g. \'[{"num_warps": 1}]\' '
-                   '(times only those, eager and graph, fp32 and bf16, then exits)')
+                   help='JSON list of ScanTuning fields for the periodic forward, e.g. \'[{"fwd_warps": 2}]\' '
+                   '(times only those and the defaults, eager and graph, fp32 and bf16, then exits)')
     return p.parse_args()
 
 
@@ -124,13 +125,16 @@ def timings(results: dict, warmup: int, repeats: int, plain: bool) -> None:
 
 
 def sweep(results: dict, configs: list, warmup: int, repeats: int) -> None:
+    """The periodic forward with the default tuning, then with each of ``configs`` (dicts of ScanTuning fields)."""
     from mmhrsam.ops.selective_scan.triton_cycle_scan import triton_cycle_selective_scan
+    from mmhrsam.ops.selective_scan.triton_scan import ScanTuning
+    tunings = [ScanTuning()] + [ScanTuning(**c) for c in configs]
     for dtype in (torch.float32, torch.bfloat16):
         args = make_inputs(LENGTHS[0], dtype, seed=5)
-        for cfg in [{}] + configs:
-            def fn(*a, cfg=cfg):
-                return triton_cycle_selective_scan(*a, **cfg)
-            row = dict(cfg, dtype=str(dtype).replace('torch.', ''),
+        for tuning in tunings:
+            def fn(*a, tuning=tuning):
+                return triton_cycle_selective_scan(*a, tuning=tuning)
+            row = dict(dataclasses.asdict(tuning), dtype=str(dtype).replace('torch.', ''),
                        fwd_ms=bs.time_ms(bs.call(fn, args, False), warmup, repeats),
                        fwd_graph_ms=bs.graph_ms(bs.call(fn, args, False), repeats))
             results['sweep'].append(row)

@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -80,9 +81,8 @@ def parse_args():
     p.add_argument('--backends', nargs='+', default=None,
                    help='time only these backends (default: triton, chunked and mamba_ssm when it imports)')
     p.add_argument('--sweep-json', default=None,
-                   help='replace the sweep by these configurations: a JSON list of dicts of triton_selective_scan '
-                   'overrides (chunk_size, num_warps, npoly, block_d) with an optional "env" dict of MMHRSAM_SCAN_* '
-                   'variables')
+                   help='replace the sweep by these configurations: a JSON list of dicts of ScanTuning fields '
+                   '(chunk, fwd_warps, npoly, red, block_d), e.g. \'[{"chunk": 256, "fwd_warps": 2, "red": 2}]\'')
     p.add_argument('--sweep-bwd', action='store_true', help='the sweep also times forward + backward')
     p.add_argument('--profile', action='store_true',
                    help='per-kernel device times of the triton forward and backward (torch.profiler)')
@@ -107,11 +107,12 @@ def make_inputs(batch: int, length: int, dtype: torch.dtype, device=None, seed: 
     return [t.to(dtype) if t.dim() == 3 else t for t in (u, delta, A, B, C, D, delta_bias)]
 
 
-def triton_fn(**overrides) -> Callable:
+def triton_fn(tuning=None) -> Callable:
+    """The triton scan with a ScanTuning (None: the defaults)."""
     from mmhrsam.ops.selective_scan.triton_scan import triton_selective_scan
 
     def fn(*args):
-        return triton_selective_scan(*args, **overrides)
+        return triton_selective_scan(*args, tuning=tuning)
 
     return fn
 
@@ -263,48 +264,40 @@ def first_call_latency(results: dict) -> None:
 
 
 def sweep(results: dict, args_bf16, warmup: int, repeats: int, configs=None, backward=False) -> None:
+    """Times the forward (bf16) for each configuration: ``configs`` (dicts of ScanTuning fields) or a default grid."""
+    from mmhrsam.ops.selective_scan.triton_scan import ScanTuning
     if configs is not None:
-        return sweep_custom(results, args_bf16, warmup, repeats, configs, backward)
-    configs = [dict(chunk_size=c, num_warps=w, npoly=p) for c in (128, 256, 512) for w in (2, 4)
-               for p in ((0, 0), )] + [dict(chunk_size=256, num_warps=w, npoly=p) for w in (2, 4)
-                                      for p in ((4, 0), (4, 2), (8, 2))] + [dict(chunk_size=256, num_warps=1,
-                                                                                 npoly=(0, 0))]
+        return sweep_custom(results, args_bf16, warmup, repeats, [ScanTuning(**c) for c in configs], backward)
+    grid = [ScanTuning(chunk=c, fwd_warps=w) for c in (128, 256, 512) for w in (2, 4)]
+    grid += [ScanTuning(chunk=256, fwd_warps=w, npoly=p) for w in (2, 4) for p in ((4, 0), (4, 2), (8, 2))]
+    grid += [ScanTuning(chunk=256, fwd_warps=1)]
     if DEVICE != 'cuda':
-        configs = configs[:2]
-    for cfg in configs:
+        grid = grid[:2]
+    for tuning in grid:
         t0 = time.time()
         try:
-            ms = time_ms(call(triton_fn(**cfg), args_bf16, False), warmup, repeats)
+            ms = time_ms(call(triton_fn(tuning), args_bf16, False), warmup, repeats)
         except Exception as e:  # noqa: BLE001
-            log(f'  {cfg}: failed {type(e).__name__}: {e}')
+            log(f'  {tuning}: failed {type(e).__name__}: {e}')
             continue
-        results['sweep'].append(dict(cfg, npoly=list(cfg['npoly']), fwd_bf16_ms=ms))
-        log(f'  {cfg}: fwd bf16 {ms:.3f} ms ({time.time() - t0:.0f}s incl. compile)')
+        results['sweep'].append(dict(dataclasses.asdict(tuning), fwd_bf16_ms=ms))
+        log(f'  {tuning}: fwd bf16 {ms:.3f} ms ({time.time() - t0:.0f}s incl. compile)')
     best = min(results['sweep'], key=lambda r: r['fwd_bf16_ms'], default=None)
     if best:
         log(f'  best: {best}')
 
 
-def sweep_custom(results: dict, args_bf16, warmup: int, repeats: int, configs, backward: bool) -> None:
+def sweep_custom(results: dict, args_bf16, warmup: int, repeats: int, tunings, backward: bool) -> None:
     dy = torch.randn(args_bf16[0].shape, device=DEVICE, dtype=args_bf16[0].dtype)
-    for cfg in configs:
-        cfg = dict(cfg)
-        env = cfg.pop('env', {})
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update({k: str(v) for k, v in env.items()})
+    for tuning in tunings:
         t0 = time.time()
-        row = dict(cfg, env=env)
+        row = dataclasses.asdict(tuning)
         try:
-            row['fwd_bf16_ms'] = time_ms(call(triton_fn(**cfg), args_bf16, False), warmup, repeats)
+            row['fwd_bf16_ms'] = time_ms(call(triton_fn(tuning), args_bf16, False), warmup, repeats)
             if backward:
-                row['fwd_bwd_bf16_ms'] = time_ms(call(triton_fn(**cfg), args_bf16, True, dy), warmup, repeats)
+                row['fwd_bwd_bf16_ms'] = time_ms(call(triton_fn(tuning), args_bf16, True, dy), warmup, repeats)
         except Exception as e:  # noqa: BLE001
             row['error'] = f'{type(e).__name__}: {e}'[:300]
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         results['sweep'].append(row)
         log(f'  {row} ({time.time() - t0:.0f}s incl. compile)')
 

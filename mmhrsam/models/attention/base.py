@@ -112,6 +112,11 @@ class FlexibleLocalAttention(BaseModule):
             out = self._attend_over_slots(x, part, rope)
         else:
             out = self._attend_over_groups(x, part, rope)
+        if self.padding is not None and not part.uses_padding and torch.is_grad_enabled():
+            # Grids whose windows need no virtual slot (e.g. non-shift windows at 1024²) leave
+            # the pad token out of the graph; a zero-weighted use keeps it in, so distributed
+            # data parallel needs no per-step search for unused parameters. Output unchanged.
+            out = out + 0.0 * self.padding.sum()
         return self.proj(out.flatten(2))
 
     def _attend_over_groups(self, x: Tensor, part: TokenPartition, rope: Optional[AxialRoPE]) -> Tensor:

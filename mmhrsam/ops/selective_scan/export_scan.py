@@ -3,8 +3,9 @@
 The ``chunked`` backend updates its states in place (``out=`` arguments, slice writes),
 which the ONNX exporter does not translate faithfully, and the ``triton`` backends are
 kernels the exporter cannot see into. This backend computes the same recurrence with
-out-of-place operations only, so ``torch.onnx.export`` turns it into plain ONNX ops
-(the loops are unrolled for the fixed sequence length of the export).
+out-of-place operations only, so ``torch.onnx.export`` turns it into plain ONNX ops: the
+two loops over the positions of a chunk are TorchScript functions (one ONNX ``Loop`` each),
+the short loops over chunks and copies are unrolled for the traced sequence length.
 
 It uses the chunk layout of :mod:`.chunked` (chunks of ``T`` tokens scanned side by side
 over their ``T`` positions, then a carry over the chunks) and, for Cycle-scan, the period
@@ -19,13 +20,49 @@ copies' outputs is the output of *one* copy scanned from the entry state
 Everything runs in float32 (the state of every backend); sequence shapes are read as
 Python ints, so an exported graph is specialised to the traced length.
 """
-from typing import Optional, Tuple
+import functools
+import warnings
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .chunked import _from_chunks, _scan_positions, _to_chunks, default_chunk_size
+from .chunked import _from_chunks, _to_chunks, default_chunk_size
+
+
+def _final_states(dt: Tensor, dtu: Tensor, Bt: Tensor, A: Tensor, h: Tensor) -> Tensor:
+    """Scan every chunk over its T positions from ``h`` (R, D, N); returns the final states.
+
+    dt, dtu: (T, R, D) time steps and ``dt * u``; Bt: (T, R, N); A: (D, N); R = nC * batch.
+    """
+    for t in range(dt.shape[0]):
+        h = h * torch.exp(dt[t].unsqueeze(-1) * A) + dtu[t].unsqueeze(-1) * Bt[t].unsqueeze(1)
+    return h
+
+
+def _outputs(dt: Tensor, dtu: Tensor, Bt: Tensor, Ct: Tensor, A: Tensor, h: Tensor) -> Tensor:
+    """As :func:`_final_states`, returning the outputs (T, R, D) ``<C_t, h_t>`` instead (Ct: (T, R, N))."""
+    ys = []
+    for t in range(dt.shape[0]):
+        h = h * torch.exp(dt[t].unsqueeze(-1) * A) + dtu[t].unsqueeze(-1) * Bt[t].unsqueeze(1)
+        ys.append((h * Ct[t].unsqueeze(1)).sum(-1))
+    return torch.stack(ys)
+
+
+@functools.lru_cache(maxsize=None)
+def _scripted(fn: Callable) -> Callable:
+    """``fn`` as a TorchScript function, compiled on first use.
+
+    Scripted, each position loop is exported as one ONNX Loop; unrolled by the tracer, every
+    step's (nC * b, D, N) state would stay alive until the trace ends (about 8 * L * D * N
+    floats per scan: 3 GB for one Cycle-scan of the ViT-B at 1024², 13 GB at 2048²).
+    """
+    with warnings.catch_warnings():
+        # torch.jit.script is deprecated in favour of torch.export, but it is what gives the
+        # TorchScript-based ONNX exporter a Loop.
+        warnings.simplefilter('ignore', FutureWarning)
+        return torch.jit.script(fn)
 
 
 def _carry_from(local: Tensor, decay: Tensor, start: Tensor, batch: int) -> Tuple[Tensor, Tensor]:
@@ -90,7 +127,7 @@ def export_cycle_selective_scan(u: Tensor,
 
     # Pass 1: one copy from a zero start -> the state it leaves behind (F) and its decay (P).
     chunk_zero = dt_c.new_zeros(int(dt_c.shape[1]), *A32.shape)  # (nC*b, D, N)
-    local, _ = _scan_positions(dt_c, dtu_c, Bt, A32, chunk_zero, None, True)
+    local = _scripted(_final_states)(dt_c, dtu_c, Bt, A32, chunk_zero)
     chunk_decay = torch.exp(dt_c.sum(0)[:, :, None] * A32)  # (nC*b, D, N), exponent <= 0
     _, final = _carry_from(local, chunk_decay, zero, batch)
     period_decay = torch.exp(dt.sum(-1)[:, :, None] * A32)  # (b, D, N)
@@ -105,7 +142,7 @@ def export_cycle_selective_scan(u: Tensor,
 
     # Pass 2: one copy from H with the drive scaled by G gives the weighted sum of the copies.
     h_in, _ = _carry_from(local * total, chunk_decay, weighted, batch)
-    _, y = _scan_positions(dt_c, dtu_c * total[:, 0], Bt, A32, h_in, Ct, True)
+    y = _scripted(_outputs)(dt_c, dtu_c * total[:, 0], Bt, Ct, A32, h_in)
     y = _from_chunks(y, batch, length)  # (b, D, L)
     if D is not None:
         y = y + (total * D.to(acc)[:, None]) * u32

@@ -6,9 +6,6 @@ from torch import Tensor
 
 from ..switch import BackendUnavailableError
 
-#: The name the Triton modules raise (they import it from here); the one error class of the switch.
-ScanBackendUnavailableError = BackendUnavailableError
-
 INSTALL_HINT = ('pip install mamba-ssm (built from source for this torch and CUDA; '
                 'see https://github.com/state-spaces/mamba)')
 

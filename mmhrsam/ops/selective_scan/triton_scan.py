@@ -2,54 +2,109 @@
 
 Same arguments and semantics as the other backends (``u, delta`` (batch, D, L), ``A`` (D, N),
 one B/C group (batch, N, L), optional ``D`` skip and ``delta_bias``, softplus on the time
-step; fp32 state, output in ``u``'s dtype). The design and its cost model are written up in
-``docs/scan_kernel_notes.md``; in short:
+step; fp32 state, output in ``u``'s dtype). Launch tuning goes through :class:`ScanTuning`.
+The design and its cost model are written up in ``docs/scan_kernel_notes.md``.
 
-Forward, three launches (``T``-token chunks, ``BLOCK_D = 32 * num_warps`` channels per program):
+Notation, per sample and channel (the N states of a channel form one column)::
 
-1. ``_fwd_chunk_state``: per (chunk, channel block, sample) scan the chunk from a zero
-   state; write the chunk's final local state and ``S = sum(dt)`` over the chunk.
-2. ``_carry``: ``h_in[k + 1] = exp(A * S_k) * h_in[k] + local_k`` over the chunks, an
-   associative scan over blocks of chunks (tiny).
-3. ``_fwd_chunk_out``: rescan every chunk from ``h_in[k]``, write ``y``.
+    dt_t = softplus(delta_t + delta_bias)   a_t = exp(dt_t A)   x_t = dt_t u_t B_t   c_t = C_t dy_t
+    h_t = a_t h_{t-1} + x_t                 y_t = <C_t, h_t> + D u_t
+    g_t = dL/dh_t = c_t + a_{t+1} g_{t+1}   (the adjoint, walked backwards)
 
-Every program keeps its state as an (N, BLOCK_D) fp32 tensor with the N states of a channel
+The tokens are cut into NC chunks of T tokens (chunk k: tokens t0..t1); chunk boundary k sits
+before chunk k's first token, boundary NC after the last token.
+
+Forward, three launches (``BLOCK_D = 32 * fwd_warps`` channels per program):
+
+1. ``_fwd_chunk_state``: every chunk scanned from a zero state -> ``h_local``, ``dt_sum``.
+2. ``_carry``: ``h_in[k + 1] = exp(A dt_sum[k]) h_in[k] + h_local[k]``, an associative scan over
+   blocks of chunks (tiny).
+3. ``_fwd_chunk_out``: every chunk rescanned from ``h_in[k]``, writing y.
+
+Every program keeps its state as an (NP, BLOCK_D) fp32 tensor with the N states of a channel
 inside one thread (the default Triton layout for that shape: lanes and warps along the
 channels), so ``<C_t, h_t>`` is an in-thread sum; the inputs are read as (TT, BLOCK_D) tiles
 of ``TT`` consecutive tokens per thread (one 16-byte vector when the token axis is
 contiguous), and the ``TT`` steps of a tile are unrolled, each row picked out of the tile by
 a constant mask that the compiler folds into a register move. ``exp`` is ``exp2`` with
-``log2(e)`` folded into ``A``; optionally the first ``NPOLY`` state rows compute it with a
-polynomial on the FMA pipe (``_exp2_fma``) to unload the special-function units.
+``log2(e)`` folded into A (``A2 = A log2(e)``); optionally the first ``NPOLY`` state rows compute
+it with a polynomial on the FMA pipe (``_exp2_fma``) to unload the special-function units.
 
-Backward, four launches: the adjoint ``g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}`` is chunked
-in reverse the same way (``_bwd_chunk_adjoint`` + ``_carry`` in reverse), then
-``_bwd_chunk_forward`` (forward walk from the saved ``h_in``) and ``_bwd_chunk_reverse``
-(reverse walk from the carried adjoint) produce all gradients. The term that needs the
-forward state ``h_{t-1}`` and the adjoint ``g_t`` at the same step,
-``e_t = g_t * exp(dt_t A) * h_{t-1}`` (for ``dA`` and ``d delta``), is obtained without
-storing any per-step state, from the identity (``c_t = C_t dy_t``, ``x_t = dt_t u_t B_t``)
-``g_t h_t - g_{t-1} h_{t-1} = g_t x_t - c_{t-1} h_{t-1}``, which gives, in a chunk t0..t1::
+Backward, four launches: the adjoint is chunked in reverse the same way
+(``_bwd_chunk_adjoint``, then ``_carry`` in reverse -> ``g_in``), then ``_bwd_chunk_forward``
+(forward walk from ``h_in``) and ``_bwd_chunk_reverse`` (reverse walk from ``g_in``) produce all
+gradients. The term that needs the forward state and the adjoint at the same step,
+``e_t = g_t a_t h_{t-1}`` (for ``dA`` and ``d delta``), is obtained without storing any per-step
+state, from the identity ``g_t h_t - g_{t-1} h_{t-1} = g_t x_t - c_{t-1} h_{t-1}``, which gives, in
+a chunk t0..t1::
 
     e_t = K - P_t - Z_t,   P_t = sum_{t0 <= r < t} c_r h_r,   Z_t = sum_{t <= r <= t1} g_r x_r,
-    K = gamma * h_{t1} + P_{t1 + 1}        (gamma = exp(dt_{t1+1} A) g_{t1+1}, carried in)
+    K = g_in[k + 1] h_{t1} + P_{t1 + 1}
 
 ``P`` is a prefix that only the forward walk needs, ``Z`` a suffix that only the reverse walk
 needs (derivation and rounding in the notes). Reductions over channels (``dB``, ``dC``) are
-per-channel-block partial sums (on the tensor cores, see ``_dsum``) written to buffers and
-summed with torch, deterministic; reductions over time (``dA``, ``dD``, ``d delta_bias``) are
-per-chunk partials, also summed with torch.
+per-channel-block partial sums (on the tensor cores, see ``_dsum``) summed with torch,
+deterministic; reductions over time (``dA``, ``dD``, ``d delta_bias``) are per-chunk partials,
+also summed with torch.
 
-Cycle-scan's periodic op (:mod:`.triton_cycle_scan`) reuses these kernels with a per-channel
-input scale (``HAS_USCALE``), an initial state (``h_in[0]``) and, in the reverse walk, a
-final-state adjoint without output gradient (``HAS_DY=False``) accumulated into the same buffers.
+Buffers (fp32), named after what they hold:
+
+==============  =====================  ================================================================
+name            shape                  holds
+==============  =====================  ================================================================
+``BC``          (batch, Lp, 2, NP)     B_t and C_t side by side per token, zero-padded (Lp = NC T)
+``h_local``     (batch, NC, N, D)      each chunk's final state, scanned from zero
+``dt_sum``      (batch, NC, D)         ``S_k``, the sum of dt over chunk k
+``h_in``        (batch, NC + 1, N, D)  the state at each chunk boundary (h_in[0]: the initial state,
+                                       h_in[NC]: the final state)
+``g_local``     (batch, NC, N, D)      ``a_{t0} g_{t0}`` of each chunk's adjoint walked from zero
+``g_in``        (batch, NC + 1, N, D)  ``dL / dh_in``: the adjoint at each chunk boundary,
+                                       ``a_{t0} g_{t0}`` of the chunk after it (g_in[0]: the
+                                       initial state's gradient; g_in[NC]: the final state's,
+                                       0 for a plain scan)
+``AP``          (batch, D, Lp)         ``sum_n A P_t`` per token (forward walk -> reverse walk)
+``P_end``       (batch, NC, N, D)      ``P_{t1 + 1}``, P after the chunk's last token
+``dtP_sum``     (batch, NC, N, D)      ``sum_t dt_t P_t`` over the chunk
+``u_scale``     (D,)                   per-channel input scale: the scan's input is ``u * u_scale``
+                                       (Cycle-scan's Gamma, :mod:`.triton_cycle_scan`)
+``ddt_const``   (batch, D)             a constant added to every d dt (Cycle-scan: d sum_t dt_t)
+``d*_part``     (batch, NC, [N,] D)    per-chunk partial sums of dA, dD, d delta_bias, d u_scale;
+                (blocks, batch, Lp,    per-channel-block partial sums of dB, dC
+                NP)
+==============  =====================  ================================================================
+
+Compile-time flags (``tl.constexpr``) and the kernels that take them; every chunk kernel also
+takes ``N``, ``NP`` (N padded to a power of two), ``TT`` (tokens per unrolled tile), ``BLOCK_D``,
+``HAS_BIAS`` (delta_bias given) and ``SOFTPLUS``:
+
+===============  ============================================  ======================================
+flag             meaning                                       kernels
+===============  ============================================  ======================================
+``NPOLY``        state rows whose exp2 runs on the FMA pipe    ``_fwd_chunk_state``, ``_fwd_chunk_out``,
+                 (:class:`ScanTuning` ``npoly``)               ``_bwd_chunk_adjoint``
+``HAS_D``        D skip term                                   ``_fwd_chunk_out``, ``_bwd_chunk_reverse``
+``HAS_USCALE``   input is ``u * u_scale`` (Cycle-scan's        ``_fwd_chunk_out``, ``_bwd_chunk_forward``,
+                 weighted scan; False for the plain scan)      ``_bwd_chunk_reverse``
+``RED``          channel reductions: 0 butterfly, 1 tf32 MMA,  ``_bwd_chunk_forward``,
+                 2 split tf32 MMA (``_dsum``)                  ``_bwd_chunk_reverse``,
+                                                               ``_bwd_chunk_final_state``
+``REVERSE``      carry direction (forward states / adjoints)   ``_carry``
+``CB``, ``BLK``  chunks, (n, d) pairs per carry program        ``_carry`` and Cycle-scan's carries
+===============  ============================================  ======================================
+
+Cycle-scan's periodic op (:mod:`.triton_cycle_scan`) launches the same kernels with ``u_scale``
+and an initial state (``h_in[0]``), and adds one reverse walk without output gradient for the
+copy's final state, ``_bwd_chunk_final_state`` (with ``ddt_const``, adding into the buffers).
 """
 import math
 import os
+from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from ..switch import BackendUnavailableError
 
 try:  # never fail at import: the backend reports itself unavailable instead
     import triton
@@ -67,14 +122,54 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 #: Channel blocks of the backward kernels: one warp, so the reductions over channels stay in a warp.
 BWD_NUM_WARPS = 1
-#: Whether tl.dot runs in the interpreter (tests may switch it off to cover the butterfly path).
-_INTERPRETER_DOT = True
 #: (chunk, flattened (n, d)) tile of the carry kernel.
 CARRY_CHUNKS, CARRY_BLOCK, CARRY_WARPS = 16, 256, 4
 
 
+@dataclass(frozen=True)
+class ScanTuning:
+    """Launch tuning of the Triton scan (benchmarks, tests); the defaults are the measured best.
+
+    Args:
+        chunk (int, optional): tokens per chunk (rounded up to a multiple of the token tile).
+            None: about 32 one-warp programs per SM (see :func:`default_config`).
+        fwd_warps (int): warps per program of the forward kernels (``BLOCK_D = 32 * fwd_warps``
+            channels); 1, 2, 4 or 8.
+        npoly (tuple[int, int]): state rows whose exp2 runs as a polynomial on the FMA pipe, in the
+            SFU-bound kernels (chunk states, local adjoint) and in the output kernel.
+        red (int, optional): channel reductions of the backward (``_dsum``): 0 butterfly, 1 tf32
+            MMA, 2 split tf32 MMA. Changes the gradients' rounding. None: 1 for 16-bit inputs,
+            2 for fp32, 0 when N < 16 or fewer than 16 channels per program (tl.dot needs 16 x 16).
+        block_d (int, optional): channels per program of every chunk kernel, forward and backward
+            (a power of two); None: 32 per warp.
+
+    Raises:
+        ValueError: a field out of range.
+    """
+    chunk: Optional[int] = None
+    fwd_warps: int = 1
+    npoly: Tuple[int, int] = (0, 0)
+    red: Optional[int] = None
+    block_d: Optional[int] = None
+
+    def __post_init__(self):
+        if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
+            raise ValueError(f'ScanTuning.chunk must be a positive int or None, got {self.chunk!r}')
+        if self.fwd_warps not in (1, 2, 4, 8):
+            raise ValueError(f'ScanTuning.fwd_warps must be 1, 2, 4 or 8, got {self.fwd_warps!r}')
+        npoly = tuple(self.npoly) if isinstance(self.npoly, (tuple, list)) else None
+        if npoly is None or len(npoly) != 2 or not all(isinstance(x, int) and x >= 0 for x in npoly):
+            raise ValueError(f'ScanTuning.npoly must be two non-negative ints (state, out), got {self.npoly!r}')
+        object.__setattr__(self, 'npoly', npoly)  # a JSON list becomes the documented tuple
+        if self.red not in (None, 0, 1, 2):
+            raise ValueError(f'ScanTuning.red must be 0, 1, 2 or None, got {self.red!r}')
+        if self.block_d is not None and (not isinstance(self.block_d, int) or self.block_d < 1
+                                         or self.block_d & (self.block_d - 1)):
+            raise ValueError(f'ScanTuning.block_d must be a power of two or None, got {self.block_d!r}')
+
+
 class ScanConfig(NamedTuple):
-    """Launch configuration (see :func:`default_config`)."""
+    """What is launched: a :class:`ScanTuning` resolved for one input (see :func:`default_config`)."""
     chunk: int  # T, tokens per chunk (a multiple of both tiles)
     tile: int  # TT of the forward kernels, tokens per unrolled tile
     bwd_tile: int  # TT of the backward kernels (4: their register budget is tight)
@@ -93,9 +188,19 @@ def _num_sms(device: torch.device) -> int:
     return 4
 
 
-def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, num_warps: Optional[int] = None,
-                   npoly=None, block_d: Optional[int] = None) -> ScanConfig:
-    """Heuristic configuration (no autotuning, so the first call only pays Triton's JIT).
+def _default_chunk(u: Tensor, bwd_block_d: int, tile: int) -> int:
+    """About 32 programs of ``bwd_block_d`` channels per SM, a power of two in [64, 512], at most L rounded up."""
+    batch, channels, length = u.shape
+    programs_wanted = 32 * _num_sms(u.device)
+    per_program = length * batch * math.ceil(channels / bwd_block_d) / programs_wanted
+    chunk = int(min(512, max(64, 2**round(math.log2(max(per_program, 1))))))
+    return min(chunk, max(tile, 2**math.ceil(math.log2(max(length, 1)))))
+
+
+def default_config(u: Tensor, d_state: int, tuning: ScanTuning = ScanTuning()) -> ScanConfig:
+    """The launch configuration for ``u`` (batch, D, L): ``tuning``'s fields, heuristics where None.
+
+    No autotuning, so the first call only pays Triton's JIT:
 
     * ``tile``: one 16-byte vector of tokens per thread (4 fp32 / 8 bf16), the widest tile whose
       (tile, BLOCK_D) load layout keeps the tile's tokens inside one thread.
@@ -107,44 +212,36 @@ def default_config(u: Tensor, d_state: int, chunk_size: Optional[int] = None, nu
       chunks only add carry work, longer ones leave SMs idle at the tail and lengthen the sums of
       the backward identity (H100, periodic op at L0 = 16,384: chunk 128 gives the walks 1.63 ms,
       chunk 256 2.04 ms).
-    * ``red``: env ``MMHRSAM_SCAN_RED``; default 1 (tf32 MMA) for 16-bit inputs, 2 (split tf32,
-      ~fp32 accurate) for fp32 inputs, 0 when N < 16 (see ``_dsum``).
-    * ``npoly``: env ``MMHRSAM_SCAN_NPOLY`` as ``"STATE[,OUT]"`` (default 0, 0): how many of the N
-      exp2 per token run as a polynomial on the FMA pipe in the SFU-bound kernels (the chunk-state
-      and local-adjoint kernels) and in the output kernel. The SASS cost model (notes) puts the
-      balance near 4 and 2 for N = 32; measured on the GPU by ``tools/analysis/benchmark_scan.py``.
+    * ``red``: 1 (tf32 MMA) for 16-bit inputs, 2 (split tf32, ~fp32 accurate) for fp32 inputs, 0
+      when N < 16 or fewer than 16 channels per program (see ``_dsum``).
+    * ``npoly`` (0, 0): the SASS cost model (notes) put the balance near (4, 2) for N = 32, but
+      the H100 sweep of ``tools/analysis/benchmark_scan.py`` found no gain.
 
-    Overrides (``chunk_size``, ``num_warps``, ``npoly``, ``block_d``) are for tests and benchmarks.
+    Args:
+        u (Tensor): the scan's input (batch, D, L); its dtype, device and length set the defaults.
+        d_state (int): N.
+        tuning (ScanTuning): explicit choices (default: none).
+
+    Raises:
+        ValueError: ``tuning.red`` asks for the tensor cores where tl.dot cannot run (N < 16 or
+            fewer than 16 channels per program).
     """
-    batch, channels, length = u.shape
     tile = max(1, 16 // u.element_size())
-    fwd_warps = num_warps or int(os.environ.get('MMHRSAM_SCAN_WARPS', 1))
-    fwd_block_d = block_d or 32 * fwd_warps
-    bwd_block_d = block_d or 32 * BWD_NUM_WARPS
-    if chunk_size is None:
-        env = os.environ.get('MMHRSAM_SCAN_CHUNK')
-        if env:
-            chunk_size = int(env)
-        else:
-            programs_wanted = 32 * _num_sms(u.device)
-            per_program = length * batch * math.ceil(channels / bwd_block_d) / programs_wanted
-            chunk_size = int(min(512, max(64, 2**round(math.log2(max(per_program, 1))))))
-            chunk_size = min(chunk_size, max(tile, 2**math.ceil(math.log2(max(length, 1)))))
-    bwd_tile = min(tile, 4)
+    fwd_block_d = tuning.block_d or 32 * tuning.fwd_warps
+    bwd_block_d = tuning.block_d or 32 * BWD_NUM_WARPS
+    chunk_size = tuning.chunk or _default_chunk(u, bwd_block_d, tile)
     chunk = max(tile, math.ceil(chunk_size / tile) * tile)
-    if npoly is None:
-        npoly = os.environ.get('MMHRSAM_SCAN_NPOLY', '0')
-    if isinstance(npoly, str):
-        npoly = tuple(int(x) for x in npoly.split(','))
-    if isinstance(npoly, int):
-        npoly = (npoly, 0)
-    npoly_state, npoly_out = (max(0, min(int(x), d_state)) for x in (tuple(npoly) + (0, ))[:2])
-    red = os.environ.get('MMHRSAM_SCAN_RED')
-    red = int(red) if red else (1 if u.element_size() < 4 else 2)
-    if _next_pow2(d_state) < 16 or bwd_block_d < 16 or INTERPRETED and red and not _INTERPRETER_DOT:
-        red = 0  # tl.dot needs 16 x 16 operands
-    return ScanConfig(chunk, tile, bwd_tile, fwd_warps, BWD_NUM_WARPS, npoly_state, npoly_out, fwd_block_d,
-                      bwd_block_d, red)
+    npoly_state, npoly_out = (min(x, d_state) for x in tuning.npoly)
+    dot_ok = _next_pow2(d_state) >= 16 and bwd_block_d >= 16  # tl.dot needs 16 x 16 operands
+    if tuning.red is None:
+        red = (1 if u.element_size() < 4 else 2) if dot_ok else 0
+    elif tuning.red and not dot_ok:
+        raise ValueError(f'ScanTuning.red={tuning.red} needs N >= 16 and >= 16 channels per program, '
+                         f'got N = {d_state}, {bwd_block_d} channels')
+    else:
+        red = tuning.red
+    return ScanConfig(chunk, tile, min(tile, 4), tuning.fwd_warps, BWD_NUM_WARPS, npoly_state, npoly_out,
+                      fwd_block_d, bwd_block_d, red)
 
 
 def triton_unavailable(u: Tensor) -> Optional[str]:
@@ -259,46 +356,103 @@ if triton is not None:
         return tl.sum(tl.where(sel, tile, 0.0), axis=0)
 
     @triton.jit
-    def _dt_tile(dl_ptrs, m, bias, SOFTPLUS: tl.constexpr):
-        z = tl.load(dl_ptrs, mask=m, other=0.0).to(tl.float32) + bias[None, :]
+    def _dt_tile(delta_ptrs, m, bias, SOFTPLUS: tl.constexpr):
+        """(TT, BLOCK_D) tiles of dt (zero outside the mask) and of its pre-activation z = delta + bias."""
+        z = tl.load(delta_ptrs, mask=m, other=0.0).to(tl.float32) + bias[None, :]
         if SOFTPLUS:
             dt = _softplus(z)
         else:
             dt = z
         return tl.where(m, dt, 0.0), z
 
+
     @triton.jit
-    def _fwd_chunk_state(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, local_ptr, S_ptr,  #
-                         L, D, NC, Lp, T, sA_d, sA_n,  #
-                         su_b, su_d, su_l, sd_b, sd_d, sd_l,  #
-                         N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
-                         BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                         NPOLY: tl.constexpr):
-        """Phase 1: each chunk scanned from a zero state -> local final state and sum(dt)."""
+    def _program_block(D, BLOCK_D: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr):
+        """Prologue of the chunk kernels (grid (chunks, channel blocks, batch)): chunk ``pc``, channel
+        block ``pd``, sample ``pb`` (int64: it scales whole-sample offsets), the block's channels ``d``
+        and their mask, the state rows ``n`` and the token offsets ``tt`` of a tile."""
         pc = tl.program_id(0)
         pd = tl.program_id(1)
         pb = tl.program_id(2).to(tl.int64)
         d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        dmask = d < D
-        n = tl.arange(0, NP)
-        tt = tl.arange(0, TT)
-        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+        return pc, pd, pb, d, d < D, tl.arange(0, NP), tl.arange(0, TT)
+
+    @triton.jit
+    def _channel_vector(ptr, d, dmask, PRESENT: tl.constexpr, BLOCK_D: tl.constexpr):
+        """(BLOCK_D,) fp32 per-channel input (delta_bias, D, u_scale); zeros when absent (ptr is None)."""
+        if PRESENT:
+            return tl.load(ptr + d, mask=dmask, other=0.0)
         else:
-            bias = tl.zeros((BLOCK_D, ), tl.float32)
-        u_base = u_ptr + pb * su_b + d[None, :] * su_d
-        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
+            return tl.zeros((BLOCK_D, ), tl.float32)
+
+    @triton.jit
+    def _rows_of(ptr, pb, d, s_b, s_d):
+        """(1, BLOCK_D) pointers to token 0 of sample ``pb``'s channels ``d`` in a (batch, D, L) tensor."""
+        return ptr + pb * s_b + d[None, :] * s_d
+
+    @triton.jit
+    def _token_tile(t0, tb, tt, L, dmask):
+        """Tokens of the tile at ``t0 + tb`` and the (TT, BLOCK_D) mask of its valid (token, channel) pairs."""
+        t = t0 + tb + tt
+        return t, (t < L)[:, None] & dmask[None, :]
+
+    @triton.jit
+    def _input_tile(u_ptrs, delta_ptrs, m, bias, u_scale, HAS_USCALE: tl.constexpr, SOFTPLUS: tl.constexpr):
+        """(TT, BLOCK_D) fp32 tiles of one token tile: u as stored, the scan's input (u * u_scale with
+        HAS_USCALE, else u), dt and its pre-activation z (``_dt_tile``), and dt times the input."""
+        u_in = tl.load(u_ptrs, mask=m, other=0.0).to(tl.float32)
+        if HAS_USCALE:
+            uu = u_in * u_scale[None, :]
+        else:
+            uu = u_in
+        dt, z = _dt_tile(delta_ptrs, m, bias, SOFTPLUS)
+        return u_in, uu, dt, z, dt * uu
+
+    @triton.jit
+    def _chunk_end(g_in_ptr, h_in_ptr, pb, pc, NC, d, dmask, D, n, N: tl.constexpr, NP: tl.constexpr,
+                   BLOCK_D: tl.constexpr):
+        """At the end of chunk ``pc``: the adjoint entering it from the right, g_in[pc + 1], and
+        g_in[pc + 1] * h_in[pc + 1] (the identity's K, less P_end)."""
+        at = (pb * (NC + 1) + pc + 1) * N * D
+        g_next = _load_rows(g_in_ptr + at, d, dmask, D, n, N, NP, BLOCK_D)
+        h_end = _load_rows(h_in_ptr + at, d, dmask, D, n, N, NP, BLOCK_D)
+        return g_next, g_next * h_end
+
+    @triton.jit
+    def _ddelta_tile(ddt, z, m, SOFTPLUS: tl.constexpr):
+        """d delta from d dt through the softplus, zero outside the mask."""
+        if SOFTPLUS:
+            ddelta = ddt * _sigmoid(z)
+        else:
+            ddelta = ddt
+        return tl.where(m, ddelta, 0.0)
+
+    @triton.jit
+    def _store_tile(ptrs, x, m, ACCUM: tl.constexpr):
+        """Store an fp32 tile in the buffer's dtype; with ACCUM, added to what the buffer holds."""
+        if ACCUM:
+            x += tl.load(ptrs, mask=m, other=0.0).to(tl.float32)
+        tl.store(ptrs, x.to(ptrs.dtype.element_ty), mask=m)
+
+    @triton.jit
+    def _fwd_chunk_state(u_ptr, delta_ptr, delta_bias_ptr, A_ptr, BC_ptr, h_local_ptr, dt_sum_ptr,  #
+                         L, D, NC, Lp, T, sA_d, sA_n, su_b, su_d, su_l, sdelta_b, sdelta_d, sdelta_l,  #
+                         N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr, BLOCK_D: tl.constexpr,
+                         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr):
+        """Forward phase 1: each chunk scanned from a zero state -> h_local (its final state) and dt_sum."""
+        pc, pd, pb, d, dmask, n, tt = _program_block(D, BLOCK_D, NP, TT)
+        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
+        bias = _channel_vector(delta_bias_ptr, d, dmask, HAS_BIAS, BLOCK_D)
+        u_rows = _rows_of(u_ptr, pb, d, su_b, su_d)
+        delta_rows = _rows_of(delta_ptr, pb, d, sdelta_b, sdelta_d)
         bc_base = BC_ptr + pb * Lp * 2 * NP + n
         h = tl.zeros((NP, BLOCK_D), tl.float32)
         S = tl.zeros((BLOCK_D, ), tl.float32)
         t0 = pc * T
         for tb in range(0, T, TT):
-            t = t0 + tb + tt
-            m = (t < L)[:, None] & dmask[None, :]
-            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
-            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
-            dtu = dt * uu
+            t, m = _token_tile(t0, tb, tt, L, dmask)
+            _, uu, dt, z, dtu = _input_tile(u_rows + t[:, None] * su_l, delta_rows + t[:, None] * sdelta_l, m, bias,
+                                            None, False, SOFTPLUS)
             S += tl.sum(dt, axis=0)
             for j in tl.static_range(TT):
                 sel = tt[:, None] == j
@@ -307,50 +461,33 @@ if triton is not None:
                 Bj = tl.load(bc_base + (t0 + tb + j) * (2 * NP))
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
         out = pb * NC + pc
-        _store_rows(local_ptr + out * N * D, h, d, dmask, D, n, N)
-        tl.store(S_ptr + out * D + d, S, mask=dmask)
+        _store_rows(h_local_ptr + out * N * D, h, d, dmask, D, n, N)
+        tl.store(dt_sum_ptr + out * D + d, S, mask=dmask)
 
     @triton.jit
-    def _fwd_chunk_out(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, usc_ptr, hin_ptr, y_ptr,  #
-                       L, D, NC, Lp, T, sA_d, sA_n,  #
-                       su_b, su_d, su_l, sd_b, sd_d, sd_l, sy_b, sy_d, sy_l,  #
-                       N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
-                       BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, SOFTPLUS: tl.constexpr,
-                       NPOLY: tl.constexpr, HAS_USCALE: tl.constexpr):
-        """Phase 3: each chunk rescanned from its entry state h_in[k] -> y (input u * usc when HAS_USCALE)."""
-        pc = tl.program_id(0)
-        pd = tl.program_id(1)
-        pb = tl.program_id(2).to(tl.int64)
-        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        dmask = d < D
-        n = tl.arange(0, NP)
-        tt = tl.arange(0, TT)
+    def _fwd_chunk_out(u_ptr, delta_ptr, delta_bias_ptr, A_ptr, BC_ptr, D_skip_ptr, u_scale_ptr, h_in_ptr, y_ptr,  #
+                       L, D, NC, Lp, T, sA_d, sA_n, su_b, su_d, su_l, sdelta_b, sdelta_d, sdelta_l, sy_b, sy_d, sy_l,
+                       N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr, BLOCK_D: tl.constexpr,
+                       HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr,
+                       HAS_USCALE: tl.constexpr):
+        """Forward phase 3: each chunk rescanned from its entry state h_in[k] -> y (input u * u_scale with
+        HAS_USCALE)."""
+        pc, pd, pb, d, dmask, n, tt = _program_block(D, BLOCK_D, NP, TT)
         A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
-        h = _load_rows(hin_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
-        else:
-            bias = tl.zeros((BLOCK_D, ), tl.float32)
-        if HAS_D:
-            Dsk = tl.load(Dsk_ptr + d, mask=dmask, other=0.0)
-        else:
-            Dsk = tl.zeros((BLOCK_D, ), tl.float32)
-        if HAS_USCALE:
-            usc = tl.load(usc_ptr + d, mask=dmask, other=0.0)
-        u_base = u_ptr + pb * su_b + d[None, :] * su_d
-        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
-        y_base = y_ptr + pb * sy_b + d[None, :] * sy_d
+        h = _load_rows(h_in_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
+        bias = _channel_vector(delta_bias_ptr, d, dmask, HAS_BIAS, BLOCK_D)
+        D_skip = _channel_vector(D_skip_ptr, d, dmask, HAS_D, BLOCK_D)
+        u_scale = _channel_vector(u_scale_ptr, d, dmask, HAS_USCALE, BLOCK_D)
+        u_rows = _rows_of(u_ptr, pb, d, su_b, su_d)
+        delta_rows = _rows_of(delta_ptr, pb, d, sdelta_b, sdelta_d)
+        y_rows = _rows_of(y_ptr, pb, d, sy_b, sy_d)
         bc_base = BC_ptr + pb * Lp * 2 * NP + n
         t0 = pc * T
         for tb in range(0, T, TT):
-            t = t0 + tb + tt
-            m = (t < L)[:, None] & dmask[None, :]
-            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
-            if HAS_USCALE:
-                uu = uu * usc[None, :]
-            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
-            dtu = dt * uu
-            ytile = Dsk[None, :] * uu
+            t, m = _token_tile(t0, tb, tt, L, dmask)
+            _, uu, dt, z, dtu = _input_tile(u_rows + t[:, None] * su_l, delta_rows + t[:, None] * sdelta_l, m, bias,
+                                            u_scale, HAS_USCALE, SOFTPLUS)
+            ytile = D_skip[None, :] * uu
             for j in tl.static_range(TT):
                 sel = tt[:, None] == j
                 dt_j = _pick(dt, sel)
@@ -361,7 +498,7 @@ if triton is not None:
                 h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
                 y_j = tl.sum(h * Cj[:, None], axis=0)
                 ytile = tl.where(sel, ytile + y_j[None, :], ytile)
-            tl.store(y_base + t[:, None] * sy_l, ytile.to(y_ptr.dtype.element_ty), mask=m)
+            tl.store(y_rows + t[:, None] * sy_l, ytile.to(y_ptr.dtype.element_ty), mask=m)
 
     @triton.jit
     def _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK: tl.constexpr):
@@ -374,13 +511,14 @@ if triton is not None:
         return pb, idx, imask, dcol, A2
 
     @triton.jit
-    def _carry_pass(local_ptr, S_ptr, out_ptr, pb, idx, imask, dcol, A2, carry, scale, NC, ND, D,
+    def _carry_pass(local_ptr, dt_sum_ptr, out_ptr, pb, idx, imask, dcol, A2, carry, scale, NC, ND, D,
                     REVERSE: tl.constexpr, CB: tl.constexpr, BLK: tl.constexpr, HAS_LOCAL: tl.constexpr,
                     HAS_SCALE: tl.constexpr):
-        """Chunk-entry states from ``carry``: forward out[k+1] = exp2(A2*S_k) out[k] + scale * local_k,
-        out[0] = carry; reverse out[k] = exp2(A2*S_k) out[k+1] + scale * local_k, out[NC] = carry
-        (local zero without HAS_LOCAL). Blocks of CB chunks at a time are combined by an associative
-        scan, the running state carried between blocks. Returns the last state and sum_k S_k.
+        """Boundary values from ``carry`` (S_k = dt_sum[k]): forward out[k+1] = exp2(A2*S_k) out[k] +
+        scale * local_k, out[0] = carry; reverse out[k] = exp2(A2*S_k) out[k+1] + scale * local_k,
+        out[NC] = carry (local zero without HAS_LOCAL: ``local_ptr`` unread; ``scale`` read only with
+        HAS_SCALE). Blocks of CB chunks at a time are combined by an associative scan, the running
+        value carried between blocks. Returns the last value and sum_k S_k.
         """
         rows = tl.arange(0, CB)
         if REVERSE:
@@ -395,7 +533,7 @@ if triton is not None:
                 k = c0 + rows
             kmask = (c0 + rows) < NC
             m = kmask[:, None] & imask[None, :]
-            S = tl.load(S_ptr + (pb * NC + k[:, None]) * D + dcol[None, :], mask=m, other=0.0)
+            S = tl.load(dt_sum_ptr + (pb * NC + k[:, None]) * D + dcol[None, :], mask=m, other=0.0)
             S_total += tl.sum(S, axis=0)
             dec = tl.exp2(A2[None, :] * S)
             if HAS_LOCAL:
@@ -416,107 +554,81 @@ if triton is not None:
         return carry, S_total
 
     @triton.jit
-    def _carry(local_ptr, S_ptr, A_ptr, out_ptr, NC, ND, D, sA_d, sA_n,  #
+    def _carry(local_ptr, dt_sum_ptr, A_ptr, out_ptr, NC, ND, D, sA_d, sA_n,  #
                REVERSE: tl.constexpr, CB: tl.constexpr, BLK: tl.constexpr):
-        """Chunk-entry states from zero (``_carry_pass``); ``local``/``out`` are (batch, NC[+1], N, D)
-        fp32, flattened over (N, D) = ND per chunk; one program per (BLK (n, d) pairs, sample)."""
+        """Boundary values from zero (``_carry_pass``): h_in from h_local, or in REVERSE g_in from g_local;
+        ``local``/``out`` are (batch, NC[+1], N, D) fp32, flattened over (N, D) = ND per chunk; one
+        program per (BLK (n, d) pairs, sample)."""
         pb, idx, imask, dcol, A2 = _carry_lanes(A_ptr, ND, D, sA_d, sA_n, BLK)
-        _carry_pass(local_ptr, S_ptr, out_ptr, pb, idx, imask, dcol, A2, tl.zeros((BLK, ), tl.float32), A2, NC, ND,
-                    D, REVERSE, CB, BLK, True, False)
+        _carry_pass(local_ptr, dt_sum_ptr, out_ptr, pb, idx, imask, dcol, A2, carry=tl.zeros((BLK, ), tl.float32),
+                    scale=None, NC=NC, ND=ND, D=D, REVERSE=REVERSE, CB=CB, BLK=BLK, HAS_LOCAL=True, HAS_SCALE=False)
 
     @triton.jit
     def _combine(a1, b1, a2, b2):
         return a1 * a2, a2 * b1 + b2
 
     @triton.jit
-    def _bwd_chunk_adjoint(dl_ptr, bias_ptr, A_ptr, BC_ptr, dy_ptr, lo_ptr,  #
-                           L, D, NC, Lp, T, sA_d, sA_n,  #
-                           sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
-                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
-                           BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                           NPOLY: tl.constexpr):
-        """Backward phase 1: each chunk's adjoint walked in reverse from zero -> exp(dt A) g at its first token."""
-        pc = tl.program_id(0)
-        pd = tl.program_id(1)
-        pb = tl.program_id(2).to(tl.int64)
-        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        dmask = d < D
-        n = tl.arange(0, NP)
-        tt = tl.arange(0, TT)
+    def _bwd_chunk_adjoint(delta_ptr, delta_bias_ptr, A_ptr, BC_ptr, dy_ptr, g_local_ptr,  #
+                           L, D, NC, Lp, T, sA_d, sA_n, sdelta_b, sdelta_d, sdelta_l, sdy_b, sdy_d, sdy_l,  #
+                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr, BLOCK_D: tl.constexpr,
+                           HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr):
+        """Backward phase 1: each chunk's adjoint walked in reverse from zero -> g_local = a_{t0} g_{t0}."""
+        pc, pd, pb, d, dmask, n, tt = _program_block(D, BLOCK_D, NP, TT)
         A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
-        else:
-            bias = tl.zeros((BLOCK_D, ), tl.float32)
-        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
-        dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
+        bias = _channel_vector(delta_bias_ptr, d, dmask, HAS_BIAS, BLOCK_D)
+        delta_rows = _rows_of(delta_ptr, pb, d, sdelta_b, sdelta_d)
+        dy_rows = _rows_of(dy_ptr, pb, d, sdy_b, sdy_d)
         c_base = BC_ptr + pb * Lp * 2 * NP + NP + n
-        ga = tl.zeros((NP, BLOCK_D), tl.float32)  # exp(dt_s A) g_s, handed to step s - 1
+        g_next = tl.zeros((NP, BLOCK_D), tl.float32)  # a_s g_s, handed to step s - 1
         t0 = pc * T
         for i in range(0, T // TT):
             tb = T - TT - i * TT
-            t = t0 + tb + tt
-            m = (t < L)[:, None] & dmask[None, :]
-            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
-            dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
+            t, m = _token_tile(t0, tb, tt, L, dmask)
+            dt, z = _dt_tile(delta_rows + t[:, None] * sdelta_l, m, bias, SOFTPLUS)
+            dy = tl.load(dy_rows + t[:, None] * sdy_l, mask=m, other=0.0).to(tl.float32)
             for jj in tl.static_range(TT):
                 sel = tt[:, None] == (TT - 1 - jj)
                 dt_j = _pick(dt, sel)
                 dy_j = _pick(dy, sel)
                 Cj = tl.load(c_base + (t0 + tb + TT - 1 - jj) * (2 * NP))
-                g = Cj[:, None] * dy_j[None, :] + ga
-                ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
-        _store_rows(lo_ptr + (pb * NC + pc) * N * D, ga, d, dmask, D, n, N)
+                g = Cj[:, None] * dy_j[None, :] + g_next
+                g_next = _decay(dt_j[None, :] * A2, n, NPOLY) * g
+        _store_rows(g_local_ptr + (pb * NC + pc) * N * D, g_next, d, dmask, D, n, N)
 
     @triton.jit
-    def _bwd_chunk_forward(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, usc_ptr, dy_ptr, hin_ptr,  #
-                           Wf_ptr, Pfin_ptr, SdtP_ptr, dCp_ptr,  #
-                           B, L, D, NC, Lp, T, sA_d, sA_n,  #
-                           su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
-                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
-                           BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                           NPOLY: tl.constexpr, RED: tl.constexpr, HAS_USCALE: tl.constexpr):
-        """Backward phase 3a: forward walk from h_in[k] (input u * usc when HAS_USCALE).
+    def _bwd_chunk_forward(u_ptr, delta_ptr, delta_bias_ptr, A_ptr, BC_ptr, u_scale_ptr, dy_ptr, h_in_ptr,  #
+                           AP_ptr, P_end_ptr, dtP_sum_ptr, dC_part_ptr,  #
+                           B, L, D, NC, Lp, T, sA_d, sA_n, su_b, su_d, su_l, sdelta_b, sdelta_d, sdelta_l,  #
+                           sdy_b, sdy_d, sdy_l,  #
+                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr, BLOCK_D: tl.constexpr,
+                           HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, RED: tl.constexpr,
+                           HAS_USCALE: tl.constexpr):
+        """Backward phase 3a: forward walk of each chunk from h_in[k] (input u * u_scale with HAS_USCALE).
 
-        Writes dC partials (sum over this block's channels of dy_t h_t), W_f[t] = sum_n A P_t
-        with P_t = sum_{t0 <= r < t} c_r h_r (c_r = C_r dy_r), and per chunk P after the last
-        token and sum_t dt_t P_t.
+        Writes the dC partials (sum over this block's channels of dy_t h_t), AP (sum_n A P_t per
+        token), and per chunk P_end and dtP_sum (see the module docstring).
         """
-        pc = tl.program_id(0)
-        pd = tl.program_id(1)
-        pb = tl.program_id(2).to(tl.int64)
-        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        dmask = d < D
-        n = tl.arange(0, NP)
-        tt = tl.arange(0, TT)
+        pc, pd, pb, d, dmask, n, tt = _program_block(D, BLOCK_D, NP, TT)
         A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
-        h = _load_rows(hin_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
-        else:
-            bias = tl.zeros((BLOCK_D, ), tl.float32)
-        if HAS_USCALE:
-            usc = tl.load(usc_ptr + d, mask=dmask, other=0.0)
-        u_base = u_ptr + pb * su_b + d[None, :] * su_d
-        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
-        dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
-        wf_base = Wf_ptr + (pb * D + d[None, :]) * Lp
+        h = _load_rows(h_in_ptr + (pb * (NC + 1) + pc) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
+        bias = _channel_vector(delta_bias_ptr, d, dmask, HAS_BIAS, BLOCK_D)
+        u_scale = _channel_vector(u_scale_ptr, d, dmask, HAS_USCALE, BLOCK_D)
+        u_rows = _rows_of(u_ptr, pb, d, su_b, su_d)
+        delta_rows = _rows_of(delta_ptr, pb, d, sdelta_b, sdelta_d)
+        dy_rows = _rows_of(dy_ptr, pb, d, sdy_b, sdy_d)
+        AP_rows = AP_ptr + (pb * D + d[None, :]) * Lp
         bc_base = BC_ptr + pb * Lp * 2 * NP + n
-        dc_base = dCp_ptr + (pd * B + pb) * Lp * NP + n
+        dC_base = dC_part_ptr + (pd * B + pb) * Lp * NP + n
         P = tl.zeros((NP, BLOCK_D), tl.float32)
-        SdtP = tl.zeros((NP, BLOCK_D), tl.float32)
+        dtP_sum = tl.zeros((NP, BLOCK_D), tl.float32)
         ones = tl.full((BLOCK_D, 16), 1.0, tl.float32)
         t0 = pc * T
         for tb in range(0, T, TT):
-            t = t0 + tb + tt
-            m = (t < L)[:, None] & dmask[None, :]
-            uu = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
-            if HAS_USCALE:
-                uu = uu * usc[None, :]
-            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
-            dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
-            dtu = dt * uu
-            wf = tl.zeros((TT, BLOCK_D), tl.float32)
+            t, m = _token_tile(t0, tb, tt, L, dmask)
+            _, uu, dt, z, dtu = _input_tile(u_rows + t[:, None] * su_l, delta_rows + t[:, None] * sdelta_l, m, bias,
+                                            u_scale, HAS_USCALE, SOFTPLUS)
+            dy = tl.load(dy_rows + t[:, None] * sdy_l, mask=m, other=0.0).to(tl.float32)
+            ap = tl.zeros((TT, BLOCK_D), tl.float32)
             for j in tl.static_range(TT):
                 sel = tt[:, None] == j
                 dt_j = _pick(dt, sel)
@@ -525,155 +637,175 @@ if triton is not None:
                 bc = bc_base + (t0 + tb + j) * (2 * NP)
                 Bj = tl.load(bc)
                 Cj = tl.load(bc + NP)
-                h = _decay(dt_j[None, :] * A2, n, NPOLY) * h + dtu_j[None, :] * Bj[:, None]
+                h = tl.exp2(dt_j[None, :] * A2) * h + dtu_j[None, :] * Bj[:, None]  # SFU exp2: issue-bound walk
                 q = dy_j[None, :] * h
-                tl.store(dc_base + (t0 + tb + j) * NP, _dsum(q, ones, RED))
-                wf = tl.where(sel, wf + tl.sum(A2 * P, axis=0)[None, :], wf)
-                SdtP += dt_j[None, :] * P
+                tl.store(dC_base + (t0 + tb + j) * NP, _dsum(q, ones, RED))
+                ap = tl.where(sel, ap + tl.sum(A2 * P, axis=0)[None, :], ap)
+                dtP_sum += dt_j[None, :] * P
                 P += Cj[:, None] * q
-            tl.store(wf_base + t[:, None], wf * _LN2, mask=m)
-        out = (pb * NC + pc) * N * D
-        _store_rows(Pfin_ptr + out, P, d, dmask, D, n, N)
-        _store_rows(SdtP_ptr + out, SdtP, d, dmask, D, n, N)
+            tl.store(AP_rows + t[:, None], ap * _LN2, mask=m)
+        chunk = (pb * NC + pc) * N * D
+        _store_rows(P_end_ptr + chunk, P, d, dmask, D, n, N)
+        _store_rows(dtP_sum_ptr + chunk, dtP_sum, d, dmask, D, n, N)
 
     @triton.jit
-    def _bwd_chunk_reverse(u_ptr, dl_ptr, bias_ptr, A_ptr, BC_ptr, Dsk_ptr, usc_ptr, dsx_ptr, dy_ptr, hin_ptr,  #
-                           gam_ptr, Wf_ptr, Pfin_ptr, SdtP_ptr, S_ptr,  #
-                           du_ptr, ddl_ptr, dBp_ptr, dAp_ptr, dDp_ptr, dbp_ptr, dsp_ptr,  #
-                           B, L, D, NC, Lp, T, sA_d, sA_n,  #
-                           su_b, su_d, su_l, sd_b, sd_d, sd_l, sg_b, sg_d, sg_l,  #
-                           sdu_b, sdu_d, sdu_l, sdd_b, sdd_d, sdd_l,  #
-                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr,
-                           BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
-                           SOFTPLUS: tl.constexpr, NPOLY: tl.constexpr, RED: tl.constexpr,
-                           HAS_USCALE: tl.constexpr, HAS_DY: tl.constexpr, HAS_DSX: tl.constexpr,
-                           ACCUM: tl.constexpr):
-        """Backward phase 3b: reverse walk from the carried adjoint; all gradients.
+    def _reverse_tile(g_next, Z, dtZ_sum, dt, dtu, dy, ddt, A2, bc_base, dB_base, tok0, tt, ones,  #
+                      NP: tl.constexpr, TT: tl.constexpr, BLOCK_D: tl.constexpr, RED: tl.constexpr,
+                      HAS_DY: tl.constexpr, ACCUM: tl.constexpr):
+        """The TT steps of the token tile at ``tok0``, last token first, of a reverse walk.
 
-        Variants for the Cycle-scan (:func:`triton_cycle_selective_scan`): HAS_USCALE, the
-        input was ``u * usc`` (du is returned for u; ``sum_t u du'`` per chunk goes to dsp);
-        HAS_DY False, no output gradient (only the final state's, through gam: the forward
-        walk's P, W_f are zero and not read); HAS_DSX, a per-(sample, channel) constant added
-        to every d dt (the gradient of sum_t dt_t); ACCUM, du, d delta and the dB, dA, d bias
-        partials are added to what the buffers hold, while dD (written only with HAS_DY) and the
-        input-scale partials (only with HAS_USCALE) are overwritten: ACCUM is meant for a walk
-        without either, after one with them.
+        Per token: the adjoint g_t (``c_t + g_next``, or ``g_next`` alone without HAS_DY: ``dy`` unread),
+        the dB partial ``sum_d g_t x_t`` (added to the buffer with ACCUM), the suffix sums Z and
+        ``sum dt Z``, and, into (TT, BLOCK_D) tiles, ``sum_n g_t B_t`` (returned as gB) and the Z term
+        of d dt (subtracted from ``ddt``). Returns (g_next, Z, dtZ_sum, gB, ddt).
         """
-        pc = tl.program_id(0)
-        pd = tl.program_id(1)
-        pb = tl.program_id(2).to(tl.int64)
-        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        dmask = d < D
-        n = tl.arange(0, NP)
-        tt = tl.arange(0, TT)
+        gB = tl.zeros((TT, BLOCK_D), tl.float32)
+        for jj in tl.static_range(TT):
+            sel = tt[:, None] == (TT - 1 - jj)
+            dt_j = _pick(dt, sel)
+            dtu_j = _pick(dtu, sel)
+            bc = bc_base + (tok0 + TT - 1 - jj) * (2 * NP)
+            Bj = tl.load(bc)
+            if HAS_DY:
+                Cj = tl.load(bc + NP)
+                g = Cj[:, None] * _pick(dy, sel)[None, :] + g_next
+            else:
+                g = g_next
+            g_next = tl.exp2(dt_j[None, :] * A2) * g  # SFU exp2: the walks are issue-bound
+            q = g * dtu_j[None, :]
+            dB_ptrs = dB_base + (tok0 + TT - 1 - jj) * NP
+            if ACCUM:
+                tl.store(dB_ptrs, tl.load(dB_ptrs) + _dsum(q, ones, RED))
+            else:
+                tl.store(dB_ptrs, _dsum(q, ones, RED))
+            Z += q * Bj[:, None]
+            dtZ_sum += dt_j[None, :] * Z
+            gB = tl.where(sel, gB + tl.sum(g * Bj[:, None], axis=0)[None, :], gB)
+            ddt = tl.where(sel, ddt - tl.sum(A2 * Z, axis=0)[None, :] * _LN2, ddt)
+        return g_next, Z, dtZ_sum, gB, ddt
+
+    @triton.jit
+    def _bwd_chunk_reverse(u_ptr, delta_ptr, delta_bias_ptr, A_ptr, BC_ptr, D_skip_ptr, u_scale_ptr, dy_ptr,  #
+                           h_in_ptr, g_in_ptr, AP_ptr, P_end_ptr, dtP_sum_ptr, dt_sum_ptr,  #
+                           du_ptr, ddelta_ptr, dB_part_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr,
+                           dscale_part_ptr,  #
+                           B, L, D, NC, Lp, T, sA_d, sA_n, su_b, su_d, su_l, sdelta_b, sdelta_d, sdelta_l,  #
+                           sdy_b, sdy_d, sdy_l, sdu_b, sdu_d, sdu_l, sddelta_b, sddelta_d, sddelta_l,  #
+                           N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr, BLOCK_D: tl.constexpr,
+                           HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, SOFTPLUS: tl.constexpr, RED: tl.constexpr,
+                           HAS_USCALE: tl.constexpr):
+        """Backward phase 3b: reverse walk of each chunk from g_in[k + 1], given dy: every gradient.
+
+        du, d delta per token; per chunk the dA, dD and d delta_bias partials (and with HAS_USCALE,
+        where the input was u * u_scale, du is for u and ``sum_t u du'`` goes to the d u_scale
+        partials); per channel block the dB partials. Uses the forward walk's AP, P_end, dtP_sum.
+        """
+        pc, pd, pb, d, dmask, n, tt = _program_block(D, BLOCK_D, NP, TT)
         A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
-        # adjoint entering from the next chunk: exp(dt_{t1+1} A) g_{t1+1}
-        ga = _load_rows(gam_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
-        h_end = _load_rows(hin_ptr + (pb * (NC + 1) + pc + 1) * N * D, d, dmask, D, n, N, NP, BLOCK_D)
-        out = (pb * NC + pc) * N * D
-        K = ga * h_end
-        if HAS_DY:
-            K += _load_rows(Pfin_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
-        AK = tl.sum(A2 * K, axis=0) * _LN2  # sum_n A K, added to every d delta of the chunk
-        if HAS_DSX:
-            AK += tl.load(dsx_ptr + pb * D + d, mask=dmask, other=0.0)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
-        else:
-            bias = tl.zeros((BLOCK_D, ), tl.float32)
-        if HAS_D:
-            Dsk = tl.load(Dsk_ptr + d, mask=dmask, other=0.0)
-        else:
-            Dsk = tl.zeros((BLOCK_D, ), tl.float32)
-        if HAS_USCALE:
-            usc = tl.load(usc_ptr + d, mask=dmask, other=0.0)
-        u_base = u_ptr + pb * su_b + d[None, :] * su_d
-        dl_base = dl_ptr + pb * sd_b + d[None, :] * sd_d
-        dy_base = dy_ptr + pb * sg_b + d[None, :] * sg_d
-        du_base = du_ptr + pb * sdu_b + d[None, :] * sdu_d
-        ddl_base = ddl_ptr + pb * sdd_b + d[None, :] * sdd_d
-        wf_base = Wf_ptr + (pb * D + d[None, :]) * Lp
+        chunk = (pb * NC + pc) * N * D
+        g_next, K = _chunk_end(g_in_ptr, h_in_ptr, pb, pc, NC, d, dmask, D, n, N, NP, BLOCK_D)
+        K += _load_rows(P_end_ptr + chunk, d, dmask, D, n, N, NP, BLOCK_D)
+        AK = tl.sum(A2 * K, axis=0) * _LN2  # sum_n A K, added to every d dt of the chunk
+        bias = _channel_vector(delta_bias_ptr, d, dmask, HAS_BIAS, BLOCK_D)
+        D_skip = _channel_vector(D_skip_ptr, d, dmask, HAS_D, BLOCK_D)
+        u_scale = _channel_vector(u_scale_ptr, d, dmask, HAS_USCALE, BLOCK_D)
+        u_rows = _rows_of(u_ptr, pb, d, su_b, su_d)
+        delta_rows = _rows_of(delta_ptr, pb, d, sdelta_b, sdelta_d)
+        dy_rows = _rows_of(dy_ptr, pb, d, sdy_b, sdy_d)
+        du_rows = _rows_of(du_ptr, pb, d, sdu_b, sdu_d)
+        ddelta_rows = _rows_of(ddelta_ptr, pb, d, sddelta_b, sddelta_d)
+        AP_rows = AP_ptr + (pb * D + d[None, :]) * Lp
         bc_base = BC_ptr + pb * Lp * 2 * NP + n
-        db_base = dBp_ptr + (pd * B + pb) * Lp * NP + n
-        Zg = tl.zeros((NP, BLOCK_D), tl.float32)  # sum_{r >= t} g_r x_r over the chunk
-        SdtZ = tl.zeros((NP, BLOCK_D), tl.float32)
+        dB_base = dB_part_ptr + (pd * B + pb) * Lp * NP + n
+        Z = tl.zeros((NP, BLOCK_D), tl.float32)
+        dtZ_sum = tl.zeros((NP, BLOCK_D), tl.float32)
         dD_acc = tl.zeros((BLOCK_D, ), tl.float32)
-        db_acc = tl.zeros((BLOCK_D, ), tl.float32)
-        ds_acc = tl.zeros((BLOCK_D, ), tl.float32)
+        dbias_acc = tl.zeros((BLOCK_D, ), tl.float32)
+        dscale_acc = tl.zeros((BLOCK_D, ), tl.float32)
         ones = tl.full((BLOCK_D, 16), 1.0, tl.float32)
         t0 = pc * T
         for i in range(0, T // TT):
             tb = T - TT - i * TT
-            t = t0 + tb + tt
-            m = (t < L)[:, None] & dmask[None, :]
-            u_in = tl.load(u_base + t[:, None] * su_l, mask=m, other=0.0).to(tl.float32)
-            if HAS_USCALE:
-                uu = u_in * usc[None, :]
-            else:
-                uu = u_in
-            dt, z = _dt_tile(dl_base + t[:, None] * sd_l, m, bias, SOFTPLUS)
-            dtu = dt * uu
-            if HAS_DY:
-                dy = tl.load(dy_base + t[:, None] * sg_l, mask=m, other=0.0).to(tl.float32)
-                ddt = AK[None, :] - tl.load(wf_base + t[:, None], mask=m, other=0.0)
-            else:
-                ddt = AK[None, :] + tl.zeros((TT, BLOCK_D), tl.float32)
-            gB = tl.zeros((TT, BLOCK_D), tl.float32)
-            for jj in tl.static_range(TT):
-                sel = tt[:, None] == (TT - 1 - jj)
-                dt_j = _pick(dt, sel)
-                dtu_j = _pick(dtu, sel)
-                bc = bc_base + (t0 + tb + TT - 1 - jj) * (2 * NP)
-                Bj = tl.load(bc)
-                if HAS_DY:
-                    Cj = tl.load(bc + NP)
-                    g = Cj[:, None] * _pick(dy, sel)[None, :] + ga
-                else:
-                    g = ga
-                ga = _decay(dt_j[None, :] * A2, n, NPOLY) * g
-                q = g * dtu_j[None, :]
-                db_ptrs = db_base + (t0 + tb + TT - 1 - jj) * NP
-                if ACCUM:
-                    tl.store(db_ptrs, tl.load(db_ptrs) + _dsum(q, ones, RED))
-                else:
-                    tl.store(db_ptrs, _dsum(q, ones, RED))
-                Zg += q * Bj[:, None]
-                SdtZ += dt_j[None, :] * Zg
-                gB = tl.where(sel, gB + tl.sum(g * Bj[:, None], axis=0)[None, :], gB)
-                ddt = tl.where(sel, ddt - tl.sum(A2 * Zg, axis=0)[None, :] * _LN2, ddt)
+            t, m = _token_tile(t0, tb, tt, L, dmask)
+            u_in, uu, dt, z, dtu = _input_tile(u_rows + t[:, None] * su_l, delta_rows + t[:, None] * sdelta_l, m,
+                                               bias, u_scale, HAS_USCALE, SOFTPLUS)
+            dy = tl.load(dy_rows + t[:, None] * sdy_l, mask=m, other=0.0).to(tl.float32)
+            ddt = AK[None, :] - tl.load(AP_rows + t[:, None], mask=m, other=0.0)
+            g_next, Z, dtZ_sum, gB, ddt = _reverse_tile(g_next, Z, dtZ_sum, dt, dtu, dy, ddt, A2, bc_base, dB_base,
+                                                        t0 + tb, tt, ones, NP, TT, BLOCK_D, RED, HAS_DY=True,
+                                                        ACCUM=False)
             ddt += uu * gB
-            if SOFTPLUS:
-                ddl = ddt * _sigmoid(z)
-            else:
-                ddl = ddt
-            ddl = tl.where(m, ddl, 0.0)
+            ddelta = _ddelta_tile(ddt, z, m, SOFTPLUS)
             du = dt * gB
-            if HAS_DY:
-                du += Dsk[None, :] * dy
-                dD_acc += tl.sum(dy * uu, axis=0)
+            du += D_skip[None, :] * dy
+            dD_acc += tl.sum(dy * uu, axis=0)
             if HAS_USCALE:
-                ds_acc += tl.sum(u_in * du, axis=0)
-                du = du * usc[None, :]
-            db_acc += tl.sum(ddl, axis=0)
-            du_ptrs = du_base + t[:, None] * sdu_l
-            ddl_ptrs = ddl_base + t[:, None] * sdd_l
-            if ACCUM:
-                du += tl.load(du_ptrs, mask=m, other=0.0).to(tl.float32)
-                ddl += tl.load(ddl_ptrs, mask=m, other=0.0).to(tl.float32)
-            tl.store(du_ptrs, du.to(du_ptr.dtype.element_ty), mask=m)
-            tl.store(ddl_ptrs, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
-        S = tl.load(S_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
-        dA_chunk = K * S[None, :] - SdtZ
-        if HAS_DY:
-            dA_chunk -= _load_rows(SdtP_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
-            tl.store(dDp_ptr + (pb * NC + pc) * D + d, dD_acc, mask=dmask)
-        if ACCUM:
-            dA_chunk += _load_rows(dAp_ptr + out, d, dmask, D, n, N, NP, BLOCK_D)
-            db_acc += tl.load(dbp_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
-        _store_rows(dAp_ptr + out, dA_chunk, d, dmask, D, n, N)
-        tl.store(dbp_ptr + (pb * NC + pc) * D + d, db_acc, mask=dmask)
+                dscale_acc += tl.sum(u_in * du, axis=0)
+                du = du * u_scale[None, :]
+            dbias_acc += tl.sum(ddelta, axis=0)
+            _store_tile(du_rows + t[:, None] * sdu_l, du, m, False)
+            _store_tile(ddelta_rows + t[:, None] * sddelta_l, ddelta, m, False)
+        S = tl.load(dt_sum_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
+        dA = K * S[None, :] - dtZ_sum
+        dA -= _load_rows(dtP_sum_ptr + chunk, d, dmask, D, n, N, NP, BLOCK_D)
+        _store_rows(dA_part_ptr + chunk, dA, d, dmask, D, n, N)
+        tl.store(dD_part_ptr + (pb * NC + pc) * D + d, dD_acc, mask=dmask)
+        tl.store(dbias_part_ptr + (pb * NC + pc) * D + d, dbias_acc, mask=dmask)
         if HAS_USCALE:
-            tl.store(dsp_ptr + (pb * NC + pc) * D + d, ds_acc, mask=dmask)
+            tl.store(dscale_part_ptr + (pb * NC + pc) * D + d, dscale_acc, mask=dmask)
+
+    @triton.jit
+    def _bwd_chunk_final_state(u_ptr, delta_ptr, delta_bias_ptr, A_ptr, BC_ptr, ddt_const_ptr, h_in_ptr, g_in_ptr,
+                               dt_sum_ptr, du_ptr, ddelta_ptr, dB_part_ptr, dA_part_ptr, dbias_part_ptr,  #
+                               B, L, D, NC, Lp, T, sA_d, sA_n, su_b, su_d, su_l, sdelta_b, sdelta_d, sdelta_l,  #
+                               sdu_b, sdu_d, sdu_l, sddelta_b, sddelta_d, sddelta_l,  #
+                               N: tl.constexpr, NP: tl.constexpr, TT: tl.constexpr, BLOCK_D: tl.constexpr,
+                               HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, RED: tl.constexpr):
+        """Reverse walk from g_in[k + 1] with no output gradient: only the final state's adjoint acts.
+
+        Cycle-scan's copy (:mod:`.triton_cycle_scan`): with dy = 0, P = AP = 0 and no D term, so
+        neither the local adjoint nor the forward walk is needed; ``ddt_const[b, d]`` is added to
+        every d dt. du, d delta and the dB, dA, d delta_bias partials are ADDED to what the buffers
+        hold (the weighted scan's walk wrote them first).
+        """
+        pc, pd, pb, d, dmask, n, tt = _program_block(D, BLOCK_D, NP, TT)
+        A2 = _load_A2(A_ptr, d, dmask, sA_d, sA_n, n, N, NP, BLOCK_D)
+        chunk = (pb * NC + pc) * N * D
+        g_next, K = _chunk_end(g_in_ptr, h_in_ptr, pb, pc, NC, d, dmask, D, n, N, NP, BLOCK_D)
+        AK = tl.sum(A2 * K, axis=0) * _LN2
+        AK += tl.load(ddt_const_ptr + pb * D + d, mask=dmask, other=0.0)
+        bias = _channel_vector(delta_bias_ptr, d, dmask, HAS_BIAS, BLOCK_D)
+        u_rows = _rows_of(u_ptr, pb, d, su_b, su_d)
+        delta_rows = _rows_of(delta_ptr, pb, d, sdelta_b, sdelta_d)
+        du_rows = _rows_of(du_ptr, pb, d, sdu_b, sdu_d)
+        ddelta_rows = _rows_of(ddelta_ptr, pb, d, sddelta_b, sddelta_d)
+        bc_base = BC_ptr + pb * Lp * 2 * NP + n
+        dB_base = dB_part_ptr + (pd * B + pb) * Lp * NP + n
+        Z = tl.zeros((NP, BLOCK_D), tl.float32)
+        dtZ_sum = tl.zeros((NP, BLOCK_D), tl.float32)
+        dbias_acc = tl.zeros((BLOCK_D, ), tl.float32)
+        ones = tl.full((BLOCK_D, 16), 1.0, tl.float32)
+        t0 = pc * T
+        for i in range(0, T // TT):
+            tb = T - TT - i * TT
+            t, m = _token_tile(t0, tb, tt, L, dmask)
+            _, uu, dt, z, dtu = _input_tile(u_rows + t[:, None] * su_l, delta_rows + t[:, None] * sdelta_l, m, bias,
+                                            None, False, SOFTPLUS)
+            ddt = AK[None, :] + tl.zeros((TT, BLOCK_D), tl.float32)
+            g_next, Z, dtZ_sum, gB, ddt = _reverse_tile(g_next, Z, dtZ_sum, dt, dtu, None, ddt, A2, bc_base, dB_base,
+                                                        t0 + tb, tt, ones, NP, TT, BLOCK_D, RED, HAS_DY=False,
+                                                        ACCUM=True)
+            ddt += uu * gB
+            ddelta = _ddelta_tile(ddt, z, m, SOFTPLUS)
+            dbias_acc += tl.sum(ddelta, axis=0)
+            _store_tile(du_rows + t[:, None] * sdu_l, dt * gB, m, True)
+            _store_tile(ddelta_rows + t[:, None] * sddelta_l, ddelta, m, True)
+        S = tl.load(dt_sum_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
+        dA = K * S[None, :] - dtZ_sum
+        dA += _load_rows(dA_part_ptr + chunk, d, dmask, D, n, N, NP, BLOCK_D)
+        _store_rows(dA_part_ptr + chunk, dA, d, dmask, D, n, N)
+        dbias_acc += tl.load(dbias_part_ptr + (pb * NC + pc) * D + d, mask=dmask, other=0.0)
+        tl.store(dbias_part_ptr + (pb * NC + pc) * D + d, dbias_acc, mask=dmask)
 
 
 # ----------------------------------------------------------------------------- host side
@@ -681,15 +813,17 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
 
 
-def _strides3(t: Tensor) -> Tuple[int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2)
+def _strides(name: str, t: Tensor) -> dict:
+    """The kernels' ``s<name>_b``, ``s<name>_d``, ``s<name>_l`` arguments: strides of a (batch, D, L) tensor."""
+    return {f's{name}_b': t.stride(0), f's{name}_d': t.stride(1), f's{name}_l': t.stride(2)}
 
 
 class _Prepared(NamedTuple):
     A: Tensor  # (D, N), any strides and float dtype: the kernels read it and fold in log2(e)
     BC: Tensor  # (batch, Lp, 2, NP) fp32: B and C per token, zero-padded
-    bias: Tensor  # (D,) fp32 (any tensor when absent: never read)
-    Dsk: Tensor  # (D,) fp32 (any tensor when absent: never read)
+    delta_bias: Optional[Tensor]  # (D,) fp32
+    D_skip: Optional[Tensor]  # (D,) fp32
+    softplus: bool
     NC: int
     Lp: int
     NP: int
@@ -711,176 +845,185 @@ def _token_major_BC(B: Tensor, C: Tensor, Lp: int, NP: int) -> Tensor:
 
 
 def _prepare(u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor],
-             cfg: ScanConfig, BC: Optional[Tensor] = None) -> _Prepared:
+             delta_softplus: bool, cfg: ScanConfig, BC: Optional[Tensor] = None) -> _Prepared:
     """Host-side preparation: B and C token-major (``BC``, unless the forward's is passed back), no other launch."""
-    length = u.shape[2]
     NP = _next_pow2(A.shape[1])
-    NC = max(1, math.ceil(length / cfg.chunk))
+    NC = max(1, math.ceil(u.shape[2] / cfg.chunk))
     Lp = NC * cfg.chunk
     if BC is None:
         BC = _token_major_BC(B, C, Lp, NP)
-    A = A.detach()
-    bias = A if delta_bias is None else delta_bias.detach().float().contiguous()
-    Dsk = A if D is None else D.detach().float().contiguous()
-    return _Prepared(A, BC, bias, Dsk, NC, Lp, NP)
+    bias = None if delta_bias is None else delta_bias.detach().float().contiguous()
+    D_skip = None if D is None else D.detach().float().contiguous()
+    return _Prepared(A.detach(), BC, bias, D_skip, bool(delta_softplus), NC, Lp, NP)
 
 
-def _launch_kw(prep: _Prepared, cfg: ScanConfig, has_bias: bool, softplus: bool, backward: bool = False) -> dict:
-    """Constexprs and launch options shared by the chunk kernels of one direction."""
-    return dict(N=prep.A.shape[1], NP=prep.NP, TT=cfg.bwd_tile if backward else cfg.tile,
-                BLOCK_D=cfg.bwd_block_d if backward else cfg.fwd_block_d, HAS_BIAS=has_bias, SOFTPLUS=softplus,
-                num_warps=cfg.bwd_warps if backward else cfg.fwd_warps)
+def _chunk_kw(delta: Tensor, prep: _Prepared, cfg: ScanConfig, backward: bool = False) -> dict:
+    """Keyword arguments every chunk kernel takes: delta, delta_bias, A, BC, the sizes, the shared
+    constexprs and launch options of one direction."""
+    return dict(delta_ptr=delta, delta_bias_ptr=prep.delta_bias, A_ptr=prep.A, BC_ptr=prep.BC, L=delta.shape[2],
+                D=delta.shape[1], NC=prep.NC, Lp=prep.Lp, T=cfg.chunk, sA_d=prep.A.stride(0), sA_n=prep.A.stride(1),
+                **_strides('delta', delta), N=prep.A.shape[1], NP=prep.NP, TT=cfg.bwd_tile if backward else cfg.tile,
+                BLOCK_D=cfg.bwd_block_d if backward else cfg.fwd_block_d, HAS_BIAS=prep.delta_bias is not None,
+                SOFTPLUS=prep.softplus, num_warps=cfg.bwd_warps if backward else cfg.fwd_warps)
 
 
-def _chunk_states(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig, has_bias: bool,
-                  softplus: bool) -> Tuple[Tensor, Tensor]:
-    """Phase 1: local (batch, NC, N, D) chunk-final states from zero and S (batch, NC, D) = sum(dt) per chunk."""
-    batch, channels, length = u.shape
+def _chunk_grid(u: Tensor, prep: _Prepared, block_d: int) -> tuple:
+    return (prep.NC, triton.cdiv(u.shape[1], block_d), u.shape[0])
+
+
+def _chunk_states(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig) -> Tuple[Tensor, Tensor]:
+    """Phase 1: h_local (batch, NC, N, D), each chunk's final state from zero, and dt_sum (batch, NC, D)."""
+    batch, channels, _ = u.shape
     f32 = dict(device=u.device, dtype=torch.float32)
-    local = torch.empty(batch, prep.NC, prep.A.shape[1], channels, **f32)
-    S = torch.empty(batch, prep.NC, channels, **f32)
-    grid = (prep.NC, triton.cdiv(channels, cfg.fwd_block_d), batch)
-    _fwd_chunk_state[grid](u, delta, prep.bias, prep.A, prep.BC, local, S, length, channels, prep.NC, prep.Lp,
-                           cfg.chunk, prep.A.stride(0), prep.A.stride(1), *_strides3(u), *_strides3(delta),
-                           NPOLY=cfg.npoly, **_launch_kw(prep, cfg, has_bias, softplus))
-    return local, S
+    h_local = torch.empty(batch, prep.NC, prep.A.shape[1], channels, **f32)
+    dt_sum = torch.empty(batch, prep.NC, channels, **f32)
+    _fwd_chunk_state[_chunk_grid(u, prep, cfg.fwd_block_d)](u_ptr=u, h_local_ptr=h_local, dt_sum_ptr=dt_sum,
+                                                            NPOLY=cfg.npoly, **_strides('u', u),
+                                                            **_chunk_kw(delta, prep, cfg))
+    return h_local, dt_sum
 
 
-def _chunk_outputs(u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, cfg: ScanConfig, has_bias: bool,
-                   has_D: bool, softplus: bool, uscale: Optional[Tensor] = None) -> Tensor:
-    """Phase 3: y (batch, D, L) from the chunk-entry states; the input is u * uscale when given."""
-    batch, channels, length = u.shape
+def _chunk_outputs(u: Tensor, delta: Tensor, prep: _Prepared, h_in: Tensor, cfg: ScanConfig,
+                   u_scale: Optional[Tensor] = None) -> Tensor:
+    """Phase 3: y (batch, D, L) from the boundary states h_in; the input is u * u_scale when given."""
     y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
-    grid = (prep.NC, triton.cdiv(channels, cfg.fwd_block_d), batch)
-    _fwd_chunk_out[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, prep.A if uscale is None else uscale, hin,
-                         y, length, channels, prep.NC, prep.Lp, cfg.chunk, prep.A.stride(0), prep.A.stride(1),
-                         *_strides3(u), *_strides3(delta), *_strides3(y), HAS_D=has_D, NPOLY=cfg.npoly_out,
-                         HAS_USCALE=uscale is not None, **_launch_kw(prep, cfg, has_bias, softplus))
+    _fwd_chunk_out[_chunk_grid(u, prep, cfg.fwd_block_d)](
+        u_ptr=u, D_skip_ptr=prep.D_skip, u_scale_ptr=u_scale, h_in_ptr=h_in, y_ptr=y, HAS_D=prep.D_skip is not None,
+        HAS_USCALE=u_scale is not None, NPOLY=cfg.npoly_out, **_strides('u', u), **_strides('y', y),
+        **_chunk_kw(delta, prep, cfg))
     return y
 
 
-def _forward(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig, has_bias: bool, has_D: bool,
-             softplus: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """y, h_in (batch, NC + 1, N, D) and S (batch, NC, D)."""
-    local, S = _chunk_states(u, delta, prep, cfg, has_bias, softplus)
-    hin = _carry_states(local, S, prep.A, reverse=False)
-    return _chunk_outputs(u, delta, prep, hin, cfg, has_bias, has_D, softplus), hin, S
+def _forward(u: Tensor, delta: Tensor, prep: _Prepared, cfg: ScanConfig) -> Tuple[Tensor, Tensor, Tensor]:
+    """y, h_in (batch, NC + 1, N, D) and dt_sum (batch, NC, D)."""
+    h_local, dt_sum = _chunk_states(u, delta, prep, cfg)
+    h_in = _carry_states(h_local, dt_sum, prep.A, reverse=False)
+    return _chunk_outputs(u, delta, prep, h_in, cfg), h_in, dt_sum
 
 
 def _carry_grid(local: Tensor) -> tuple:
     return (triton.cdiv(local.shape[2] * local.shape[3], CARRY_BLOCK), local.shape[0])
 
 
-def _carry_states(local: Tensor, S: Tensor, A: Tensor, reverse: bool) -> Tensor:
-    """Chunk-entry states (batch, NC + 1, N, D) from the chunks' local ones, from zero (see ``_carry``)."""
+def _carry_states(local: Tensor, dt_sum: Tensor, A: Tensor, reverse: bool) -> Tensor:
+    """Boundary values (batch, NC + 1, N, D) from the chunks' local ones, from zero: h_in from h_local,
+    or (reverse) g_in from g_local (see ``_carry``)."""
     batch, NC, d_state, channels = local.shape
     out = torch.empty(batch, NC + 1, d_state, channels, device=local.device, dtype=torch.float32)
-    _carry[_carry_grid(local)](local, S, A, out, NC, d_state * channels, channels, A.stride(0), A.stride(1),
-                               REVERSE=reverse, CB=CARRY_CHUNKS, BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
+    _carry[_carry_grid(local)](local_ptr=local, dt_sum_ptr=dt_sum, A_ptr=A, out_ptr=out, NC=NC, ND=d_state * channels,
+                               D=channels, sA_d=A.stride(0), sA_n=A.stride(1), REVERSE=reverse, CB=CARRY_CHUNKS,
+                               BLK=CARRY_BLOCK, num_warps=CARRY_WARPS)
     return out
+
+
+class _ForwardWalk(NamedTuple):
+    """What the backward's forward walk hands to the reverse walk (see the module docstring)."""
+    AP: Tensor  # (batch, D, Lp)
+    P_end: Tensor  # (batch, NC, N, D)
+    dtP_sum: Tensor  # (batch, NC, N, D)
+    dC_part: Tensor  # (channel blocks, batch, Lp, NP)
 
 
 class _Partials(NamedTuple):
     """Gradient buffers of the backward kernels, before the reductions (:func:`_reduce`)."""
     du: Tensor  # (batch, D, L) in u's dtype, or fp32 when a second walk accumulates into it
     ddelta: Tensor  # (batch, D, L) likewise
-    dAp: Tensor  # (batch, NC, N, D) per chunk
-    dBp: Tensor  # (channel blocks, batch, Lp, NP) per channel block
-    dCp: Tensor  # same
-    dDp: Tensor  # (batch, NC, D) per chunk
-    dbp: Tensor  # (batch, NC, D) per chunk
-    dsp: Optional[Tensor]  # (batch, NC, D) per chunk: sum_t u du' (with uscale)
-    gam: Tensor  # (batch, NC + 1, N, D) carried adjoints; gam[:, 0] is the initial state's gradient
+    dA_part: Tensor  # (batch, NC, N, D) per chunk
+    dB_part: Tensor  # (channel blocks, batch, Lp, NP) per channel block
+    dC_part: Tensor  # same
+    dD_part: Tensor  # (batch, NC, D) per chunk
+    dbias_part: Tensor  # (batch, NC, D) per chunk
+    dscale_part: Optional[Tensor]  # (batch, NC, D) per chunk: sum_t u du' (with u_scale)
+    g_in: Tensor  # (batch, NC + 1, N, D) boundary adjoints; g_in[:, 0] is the initial state's gradient
 
 
-def _backward(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, S: Tensor, cfg: ScanConfig,
-              has_bias: bool, has_D: bool, softplus: bool, uscale: Optional[Tensor] = None,
-              fp32_grads: bool = False) -> _Partials:
-    """Gradient buffers of a scan from the chunk-entry states ``hin`` (``hin[:, 0]``: its initial
-    state), given ``dy``; the input was ``u * uscale`` when that is given. ``fp32_grads``: du and
-    d delta in fp32 (another walk will add to them; rounding once, at the end, keeps bf16 accurate)."""
-    batch, channels, length = u.shape
-    d_state = prep.A.shape[1]
-    NC, Lp, NP = prep.NC, prep.Lp, prep.NP
+def _forward_walk(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, h_in: Tensor, cfg: ScanConfig,
+                  u_scale: Optional[Tensor]) -> _ForwardWalk:
+    """Backward phase 3a (``_bwd_chunk_forward``)."""
+    batch, channels, _ = u.shape
     f32 = dict(device=u.device, dtype=torch.float32)
-    n_dblk = triton.cdiv(channels, cfg.bwd_block_d)
-    grid = (NC, n_dblk, batch)
-    kw = _launch_kw(prep, cfg, has_bias, softplus, backward=True)
-    sA = (prep.A.stride(0), prep.A.stride(1))
-    lo = torch.empty(batch, NC, d_state, channels, **f32)
-    _bwd_chunk_adjoint[grid](delta, prep.bias, prep.A, prep.BC, dy, lo, length, channels, NC, Lp, cfg.chunk, *sA,
-                             *_strides3(delta), *_strides3(dy), NPOLY=cfg.npoly, **kw)
-    gam = _carry_states(lo, S, prep.A, reverse=True)
-    Wf = torch.empty(batch, channels, Lp, **f32)
-    Pfin = torch.empty(batch, NC, d_state, channels, **f32)
-    SdtP = torch.empty_like(Pfin)
-    dCp = torch.empty(n_dblk, batch, Lp, NP, **f32)
-    _bwd_chunk_forward[grid](u, delta, prep.bias, prep.A, prep.BC, prep.A if uscale is None else uscale, dy, hin, Wf,
-                             Pfin, SdtP, dCp, batch, length, channels, NC, Lp, cfg.chunk, *sA, *_strides3(u),
-                             *_strides3(delta), *_strides3(dy), NPOLY=0, RED=cfg.red, HAS_USCALE=uscale is not None,
-                             **kw)
-    out = _Partials(torch.empty(u.shape, device=u.device, dtype=torch.float32 if fp32_grads else u.dtype),
-                    torch.empty(delta.shape, device=u.device, dtype=torch.float32 if fp32_grads else delta.dtype),
-                    torch.empty_like(Pfin),
-                    torch.empty_like(dCp), dCp, torch.empty(batch, NC, channels, **f32),
-                    torch.empty(batch, NC, channels, **f32),
-                    None if uscale is None else torch.empty(batch, NC, channels, **f32), gam)
-    _reverse_walk(out, u, delta, prep, hin, gam, S, cfg, kw, dy=dy, W=(Wf, Pfin, SdtP), has_D=has_D, uscale=uscale)
+    states = torch.empty(2, batch, prep.NC, prep.A.shape[1], channels, **f32)
+    grid = _chunk_grid(u, prep, cfg.bwd_block_d)
+    walk = _ForwardWalk(torch.empty(batch, channels, prep.Lp, **f32), states[0], states[1],
+                        torch.empty(grid[1], batch, prep.Lp, prep.NP, **f32))
+    _bwd_chunk_forward[grid](u_ptr=u, u_scale_ptr=u_scale, dy_ptr=dy, h_in_ptr=h_in, AP_ptr=walk.AP,
+                             P_end_ptr=walk.P_end, dtP_sum_ptr=walk.dtP_sum, dC_part_ptr=walk.dC_part, B=batch,
+                             RED=cfg.red, HAS_USCALE=u_scale is not None, **_strides('u', u), **_strides('dy', dy),
+                             **_chunk_kw(delta, prep, cfg, backward=True))
+    return walk
+
+
+def _backward(dy: Tensor, u: Tensor, delta: Tensor, prep: _Prepared, h_in: Tensor, dt_sum: Tensor, cfg: ScanConfig,
+              u_scale: Optional[Tensor] = None, fp32_grads: bool = False) -> _Partials:
+    """Gradient buffers of a scan from the boundary states ``h_in`` (``h_in[:, 0]``: its initial
+    state), given ``dy``; the input was ``u * u_scale`` when that is given. ``fp32_grads``: du and
+    d delta in fp32 (another walk will add to them; rounding once, at the end, keeps bf16 accurate)."""
+    batch, channels, _ = u.shape
+    f32 = dict(device=u.device, dtype=torch.float32)
+    grid = _chunk_grid(u, prep, cfg.bwd_block_d)
+    kw = _chunk_kw(delta, prep, cfg, backward=True)
+    g_local = torch.empty(batch, prep.NC, prep.A.shape[1], channels, **f32)
+    _bwd_chunk_adjoint[grid](dy_ptr=dy, g_local_ptr=g_local, NPOLY=cfg.npoly, **_strides('dy', dy), **kw)
+    g_in = _carry_states(g_local, dt_sum, prep.A, reverse=True)
+    walk = _forward_walk(dy, u, delta, prep, h_in, cfg, u_scale)
+    per_chunk = torch.empty(3, batch, prep.NC, channels, **f32)
+    grad_dtype = (torch.float32, torch.float32) if fp32_grads else (u.dtype, delta.dtype)
+    out = _Partials(du=torch.empty(u.shape, device=u.device, dtype=grad_dtype[0]),
+                    ddelta=torch.empty(delta.shape, device=u.device, dtype=grad_dtype[1]),
+                    dA_part=torch.empty_like(g_local), dB_part=torch.empty_like(walk.dC_part), dC_part=walk.dC_part,
+                    dD_part=per_chunk[0], dbias_part=per_chunk[1],
+                    dscale_part=None if u_scale is None else per_chunk[2], g_in=g_in)
+    _bwd_chunk_reverse[grid](u_ptr=u, D_skip_ptr=prep.D_skip, u_scale_ptr=u_scale, dy_ptr=dy, h_in_ptr=h_in,
+                             g_in_ptr=g_in, AP_ptr=walk.AP, P_end_ptr=walk.P_end, dtP_sum_ptr=walk.dtP_sum,
+                             dt_sum_ptr=dt_sum, du_ptr=out.du, ddelta_ptr=out.ddelta, dB_part_ptr=out.dB_part,
+                             dA_part_ptr=out.dA_part, dD_part_ptr=out.dD_part, dbias_part_ptr=out.dbias_part,
+                             dscale_part_ptr=out.dscale_part, B=batch, HAS_D=prep.D_skip is not None, RED=cfg.red,
+                             HAS_USCALE=u_scale is not None, **_strides('u', u), **_strides('dy', dy),
+                             **_strides('du', out.du), **_strides('ddelta', out.ddelta), **kw)
     return out
 
 
-def _reverse_walk(out: _Partials, u: Tensor, delta: Tensor, prep: _Prepared, hin: Tensor, gam: Tensor, S: Tensor,
-                  cfg: ScanConfig, kw: dict, dy: Optional[Tensor] = None, W: Optional[tuple] = None,
-                  has_D: bool = False, uscale: Optional[Tensor] = None, ddt_const: Optional[Tensor] = None,
-                  accumulate: bool = False) -> None:
-    """``_bwd_chunk_reverse`` into ``out``'s buffers. Without ``dy`` only the final state's adjoint
-    (carried in ``gam``) acts: no output terms, the forward walk's ``W = (Wf, Pfin, SdtP)`` unused."""
-    batch, channels, length = u.shape
-    has_dy = dy is not None
-    unused = prep.A  # pointer for the arguments a variant never reads
-    Wf, Pfin, SdtP = W if has_dy else (unused, unused, unused)
-    grid = (prep.NC, triton.cdiv(channels, cfg.bwd_block_d), batch)
-    _bwd_chunk_reverse[grid](u, delta, prep.bias, prep.A, prep.BC, prep.Dsk, unused if uscale is None else uscale,
-                             unused if ddt_const is None else ddt_const, dy if has_dy else u, hin, gam, Wf, Pfin, SdtP,
-                             S, out.du, out.ddelta, out.dBp, out.dAp, out.dDp, out.dbp,
-                             out.dDp if out.dsp is None else out.dsp, batch, length, channels, prep.NC, prep.Lp,
-                             cfg.chunk, prep.A.stride(0), prep.A.stride(1), *_strides3(u), *_strides3(delta),
-                             *_strides3(dy if has_dy else u), *_strides3(out.du), *_strides3(out.ddelta),
-                             HAS_D=has_D and has_dy, NPOLY=0, RED=cfg.red, HAS_USCALE=uscale is not None,
-                             HAS_DY=has_dy, HAS_DSX=ddt_const is not None, ACCUM=accumulate, **kw)
+def _final_state_walk(out: _Partials, u: Tensor, delta: Tensor, prep: _Prepared, h_in: Tensor, g_in: Tensor,
+                      dt_sum: Tensor, ddt_const: Tensor, cfg: ScanConfig) -> None:
+    """``_bwd_chunk_final_state``: the gradients of a scan whose only gradient is its final state's
+    (``g_in[:, -1]``, carried back into ``g_in``), with ``ddt_const`` (batch, D) added to every
+    d dt, added into ``out``'s du, d delta, dB, dA and d delta_bias buffers."""
+    _bwd_chunk_final_state[_chunk_grid(u, prep, cfg.bwd_block_d)](
+        u_ptr=u, ddt_const_ptr=ddt_const, h_in_ptr=h_in, g_in_ptr=g_in, dt_sum_ptr=dt_sum, du_ptr=out.du,
+        ddelta_ptr=out.ddelta, dB_part_ptr=out.dB_part, dA_part_ptr=out.dA_part, dbias_part_ptr=out.dbias_part,
+        B=u.shape[0], RED=cfg.red, **_strides('u', u), **_strides('du', out.du), **_strides('ddelta', out.ddelta),
+        **_chunk_kw(delta, prep, cfg, backward=True))
 
 
 def _reduce(p: _Partials, length: int, d_state: int) -> Tuple[Tensor, ...]:
     """(dA (D, N), dB, dC (batch, N, L), dD (D,), dbias (D,)) fp32 from the partial sums."""
-    dA = p.dAp.sum((0, 1)).t()
-    dB = p.dBp.sum(0)[:, :length, :d_state].transpose(1, 2)
-    dC = p.dCp.sum(0)[:, :length, :d_state].transpose(1, 2)
-    return dA, dB, dC, p.dDp.sum((0, 1)), p.dbp.sum((0, 1))
+    dA = p.dA_part.sum((0, 1)).t()
+    dB = p.dB_part.sum(0)[:, :length, :d_state].transpose(1, 2)
+    dC = p.dC_part.sum(0)[:, :length, :d_state].transpose(1, 2)
+    return dA, dB, dC, p.dD_part.sum((0, 1)), p.dbias_part.sum((0, 1))
 
 
 class _TritonScanFunction(torch.autograd.Function):
-    """Forward saves the inputs, the chunk-entry states h_in and the chunk sums of dt (small)."""
+    """Forward saves the inputs, the boundary states h_in and the chunk sums of dt (small)."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus, cfg):
-        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
-        flags = (delta_bias is not None, D is not None, bool(delta_softplus))
-        y, hin, S = _forward(u, delta, prep, cfg, *flags)
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hin, S, prep.BC)
-        ctx.config = (cfg, flags)
+        prep = _prepare(u, A, B, C, D, delta_bias, delta_softplus, cfg)
+        y, h_in, dt_sum = _forward(u, delta, prep, cfg)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, h_in, dt_sum, prep.BC)
+        ctx.config = (cfg, delta_softplus)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        u, delta, A, B, C, D, delta_bias, hin, S, BC = ctx.saved_tensors
-        cfg, flags = ctx.config
-        prep = _prepare(u, A, B, C, D, delta_bias, cfg, BC)
-        p = _backward(dy, u, delta, prep, hin, S, cfg, *flags)
-        du, ddelta = p.du, p.ddelta
+        u, delta, A, B, C, D, delta_bias, h_in, dt_sum, BC = ctx.saved_tensors
+        cfg, delta_softplus = ctx.config
+        prep = _prepare(u, A, B, C, D, delta_bias, delta_softplus, cfg, BC)
+        p = _backward(dy, u, delta, prep, h_in, dt_sum, cfg)
         dA, dB, dC, dD, dbias = _reduce(p, u.shape[2], A.shape[1])
         needs = ctx.needs_input_grad
-        return (du if needs[0] else None, ddelta if needs[1] else None, dA.to(A.dtype) if needs[2] else None,
+        return (p.du if needs[0] else None, p.ddelta if needs[1] else None, dA.to(A.dtype) if needs[2] else None,
                 dB.to(B.dtype) if needs[3] else None, dC.to(C.dtype) if needs[4] else None,
                 dD.to(D.dtype) if needs[5] else None, dbias.to(delta_bias.dtype) if needs[6] else None, None, None)
 
@@ -893,33 +1036,39 @@ def triton_selective_scan(u: Tensor,
                           D: Optional[Tensor] = None,
                           delta_bias: Optional[Tensor] = None,
                           delta_softplus: bool = True,
-                          chunk_size: Optional[int] = None,
-                          num_warps: Optional[int] = None,
-                          npoly: Optional[int] = None,
-                          block_d: Optional[int] = None) -> Tensor:
+                          tuning: Optional[ScanTuning] = None) -> Tensor:
     """Selective scan with the Triton kernels of this module (forward and backward).
 
-    Args: as :func:`mmhrsam.models.necks.selective_scan.selective_scan`, plus launch overrides
-    (``chunk_size``, ``num_warps``, ``npoly``, ``block_d``: see :func:`default_config`).
+    Args: as :func:`mmhrsam.ops.selective_scan.selective_scan`, plus
+        tuning (ScanTuning, optional): launch tuning (benchmarks, tests); None: the defaults.
 
     Returns:
         Tensor: (batch, D, L) in ``u``'s dtype.
 
     Raises:
-        ScanBackendUnavailableError: triton is missing, or the tensors are not on CUDA (CPU
+        BackendUnavailableError: triton is missing, or the tensors are not on CUDA (CPU
             tensors run only under TRITON_INTERPRET=1).
+        TypeError, ValueError: ``tuning`` is not a ScanTuning, or asks for what cannot run.
     """
-    from .mamba_ssm import ScanBackendUnavailableError  # noqa: PLC0415  (no import cycle at module load)
+    tuning = _check_tuning(tuning)
     reason = triton_unavailable(u)
     if reason is not None:
-        raise ScanBackendUnavailableError(reason)
-    cfg = default_config(u, A.shape[1], chunk_size, num_warps, npoly, block_d)
+        raise BackendUnavailableError(reason)
+    cfg = default_config(u, A.shape[1], tuning)
     with torch.autocast(u.device.type, enabled=False):  # dtypes as given; fp32 state inside
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                            for t in (u, delta, A, B, C, D, delta_bias)):
             return _TritonScanFunction.apply(u, delta, A, B, C, D, delta_bias, delta_softplus, cfg)
-        prep = _prepare(u, A, B, C, D, delta_bias, cfg)
-        return _forward(u, delta, prep, cfg, delta_bias is not None, D is not None, bool(delta_softplus))[0]
+        prep = _prepare(u, A, B, C, D, delta_bias, delta_softplus, cfg)
+        return _forward(u, delta, prep, cfg)[0]
 
 
-__all__ = ['triton_selective_scan', 'triton_unavailable', 'default_config', 'ScanConfig', 'INTERPRETED']
+def _check_tuning(tuning: Optional[ScanTuning]) -> ScanTuning:
+    if tuning is None:
+        return ScanTuning()
+    if not isinstance(tuning, ScanTuning):
+        raise TypeError(f'tuning must be a ScanTuning or None, got {type(tuning).__name__}')
+    return tuning
+
+
+__all__ = ['triton_selective_scan', 'triton_unavailable', 'default_config', 'ScanTuning', 'ScanConfig', 'INTERPRETED']
