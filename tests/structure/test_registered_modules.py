@@ -70,9 +70,7 @@ def run(name: str, module: nn.Module, fam: str):
         return module([torch.randn(2, C, 6, 5, generator=gen)])
     grids = ((5, 6), ) if name == 'PlainSwinAttention' else ((5, 6), (3, 3))  # windows with pad slots
     x = torch.randn(2, sum(h * w for h, w in grids), C, generator=gen)
-    if isinstance(module, CycleScan):
-        return (module.forward_tokens(x), )
-    return (module.forward_tokens(x, grids, None), )
+    return (module(x, grids) if isinstance(module, CycleScan) else module(x, grids, None), )
 
 
 @pytest.mark.parametrize('name', sorted(TINY))

@@ -106,11 +106,11 @@ def test_tiny_run_rows_json_breakdown(tmp_path, one_thread):
     model, _ = runner.model('HRSAM++', 128)
     recorder = be.PartRecorder(torch.device('cpu'))
     remove = be.instrument(model, recorder)
-    assert 'forward_tokens' in model.ms_mamba_blocks[0].__dict__
+    assert 'fuse_scales' in model.__dict__ and model.ms_mamba_blocks[0]._forward_hooks
     model(torch.randn(1, 3, 128, 128))
     assert recorder.collect().keys() == set(be.BREAKDOWN_PARTS)
     remove()
-    assert 'forward_tokens' not in model.ms_mamba_blocks[0].__dict__ and 'embed_inputs' not in model.__dict__
+    assert 'fuse_scales' not in model.__dict__ and 'embed_inputs' not in model.__dict__
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 

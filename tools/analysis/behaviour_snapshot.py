@@ -60,11 +60,16 @@ def mixer_cases() -> Dict[str, dict]:
 
 
 def call_mixer(module: nn.Module, x: Tensor, grids: Tuple[Tuple[int, int], ...], rope) -> Tensor:
-    """Run a token mixer on (B, L, C) tokens of ``grids``, whichever entry point it has."""
+    """Run a token mixer on (B, L, C) tokens of ``grids``, whichever entry point it has.
+
+    Attention gets the grids. A Cycle-scan module gets the whole sequence as one (the
+    snapshot's definition of the case; given the grids, a plain ``CycleScan`` now scans
+    each grid alone, which the HRSAM++ encoder cases cover).
+    """
     is_scan = 'CycleScan' in type(module).__name__
     if hasattr(module, 'forward_tokens'):  # before the restructuring
         return module.forward_tokens(x) if is_scan else module.forward_tokens(x, grids, rope)
-    return module(x, grids) if is_scan else module(x, grids, rope)
+    return module(x) if is_scan else module(x, grids, rope)
 
 
 def run_encoder(model: nn.Module, seed: int) -> Dict[str, Tensor]:

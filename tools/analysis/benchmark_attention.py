@@ -87,13 +87,15 @@ def backends_for(label: str, device: torch.device, wanted) -> List[str]:
 
 
 def make_inputs(label: str, side: int, device, dtype):
-    x = torch.randn(1, side, side, EMBED_DIM, device=device, dtype=dtype)
-    return [x, torch.randn(1, 32, 32, EMBED_DIM, device=device, dtype=dtype)] if 'MultiScale' in label else x
+    """(tokens (1, L, C), grids): one side x side grid, plus HRSAM++'s 32 x 32 anchor grid for 'MultiScale' labels."""
+    grids = ((side, side), (32, 32)) if 'MultiScale' in label else ((side, side), )
+    tokens = torch.randn(1, sum(h * w for h, w in grids), EMBED_DIM, device=device, dtype=dtype)
+    return tokens, grids
 
 
 def linear_only(layer, inputs) -> Callable:
     """The layer's qkv and proj GEMMs on the same number of tokens (no attention)."""
-    tokens = torch.cat([t.flatten(0, 2) for t in inputs]) if isinstance(inputs, list) else inputs.flatten(0, 2)
+    tokens = inputs[0][0]
     return lambda: layer.proj(layer.qkv(tokens)[:, :EMBED_DIM])
 
 
@@ -101,7 +103,7 @@ def run_case(label, cfg, side, backend, args, device, dtype, graphed) -> Dict:
     layer = MODELS.build(dict(cfg, embed_dim=EMBED_DIM, num_heads=HEADS, backend=backend)).to(device, dtype).eval()
     inputs = make_inputs(label, side, device, dtype)
     with torch.no_grad():
-        call, linear = (lambda: layer(inputs)), linear_only(layer, inputs)
+        call, linear = (lambda: layer(*inputs)), linear_only(layer, inputs)
         mem = peak_memory_mib(call, device)
         if graphed:
             call, linear = (capture_cuda_graph(f, device, side_warmup=3)[1] for f in (call, linear))

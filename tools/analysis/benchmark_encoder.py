@@ -372,25 +372,25 @@ class PartRecorder:
 
 def part_targets(model: torch.nn.Module) -> List[Tuple[str, torch.nn.Module, Optional[str]]]:
     """(part, module, method) to time: ``method`` is wrapped on the instance when the
-    backbone calls it directly (``attn.forward_tokens``, ``ms_mamba_blocks[k].forward_tokens``,
-    ``embed_inputs``), else (None) the module gets forward pre/post hooks. No target nests
+    backbone calls it directly (``embed_inputs``, HRSAM++'s ``fuse_scales``), else (None)
+    the module gets forward pre/post hooks (attention and Cycle-scan modules are called as modules). No target nests
     inside another, so the parts never double-count."""
     targets = []
     for name, module in model.named_modules():
         if re.fullmatch(r'blocks\.\d+\.attn', name):
-            targets.append(('attention', module, 'forward_tokens' if hasattr(module, 'forward_tokens') else None))
+            targets.append(('attention', module, None))
         elif re.fullmatch(r'blocks\.\d+\.(mlp|norm1|norm2)', name):
             targets.append(('mlp', module, None))
         elif re.fullmatch(r'(mamba_blocks|ss_mamba_blocks|ms_mamba_blocks)\.\d+', name):
-            targets.append(('cycle_scan', module, 'forward_tokens' if hasattr(module, 'forward_tokens') else None))
+            targets.append(('cycle_scan', module, None))
         elif re.fullmatch(r'lateral_convs\.\d+|out_conv|neck', name):
             targets.append(('fusion', module, None))
         elif name == 'patch_embed' and not hasattr(model, 'embed_inputs'):
             targets.append(('embed', module, None))  # SAM: PatchEmbed is called as a module
     if hasattr(model, 'embed_inputs'):  # HRSAM: patch embedding, pos-embed (and HRSAM++'s anchor map)
         targets.append(('embed', model, 'embed_inputs'))
-    if hasattr(model, 'stage_feature'):  # HRSAM++: split, anchor upsampling, shared LN, concat
-        targets.append(('fusion', model, 'stage_feature'))
+    if hasattr(model, 'fuse_scales'):  # HRSAM++: split, anchor upsampling, shared LN, concat
+        targets.append(('fusion', model, 'fuse_scales'))
     return targets
 
 

@@ -2,10 +2,9 @@
 from .base import FlexibleLocalAttention
 from .dilated import DilatedAttention
 from .global_attention import GlobalAttention
-from .swin import (FlashSwinAttention, KVPadSwinAttention, MultiScaleFlashSwinAttention,
-                   MultiScaleKVPadSwinAttention, PlainSwinAttention)
+from .swin import FlashSwinAttention, KVPadSwinAttention, PlainSwinAttention
 
 __all__ = [
     'FlexibleLocalAttention', 'GlobalAttention', 'FlashSwinAttention', 'KVPadSwinAttention', 'PlainSwinAttention',
-    'DilatedAttention', 'MultiScaleFlashSwinAttention', 'MultiScaleKVPadSwinAttention'
+    'DilatedAttention'
 ]

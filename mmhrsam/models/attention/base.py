@@ -1,7 +1,7 @@
 """The Flexible Local Attention layer shared by every attention variant."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -67,45 +67,43 @@ class FlexibleLocalAttention(BaseModule):
         return cached_partition(self.partition_kind, grids, device, tuple(sorted(self.partition_params().items())))
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor, rope: Optional[AxialRoPE] = None) -> Tensor:
-        """Args:
-            x (Tensor): (B, H, W, C) token map.
-            rope (AxialRoPE, optional): rotary embedding applied to q and k in group order.
-
-        Returns:
-            Tensor: (B, H, W, C).
-        """
-        if x.dim() != 4:
-            raise ValueError(f'{type(self).__name__} expects (B, H, W, C), got shape {tuple(x.shape)}')
-        B, H, W, C = x.shape
-        return self.forward_tokens(x.reshape(B, H * W, C), ((H, W), ), rope).view(B, H, W, C)
-
-    def forward_multi_scale(self, xs: Sequence[Tensor], rope: Optional[AxialRoPE] = None) -> List[Tensor]:
-        """Attention over several token maps at once; groups never mix maps.
-
-        Args:
-            xs (list[Tensor]): maps of shape (B, H_i, W_i, C).
-
-        Returns:
-            list[Tensor]: outputs of the same shapes.
-        """
-        grids = tuple((x.shape[1], x.shape[2]) for x in xs)
-        tokens = torch.cat([x.flatten(1, 2) for x in xs], dim=1)
-        out = self.forward_tokens(tokens, grids, rope)
-        sizes = [h * w for h, w in grids]
-        return [o.view_as(x) for o, x in zip(out.split(sizes, dim=1), xs)]
-
     #: KV-padded layers attend over all k² slots of every window, pad-slot queries included
     #: (their outputs are dropped), while that adds at most this fraction of extra tokens:
     #: one dense attention batch on contiguous qkv then beats gathering keys per window.
     slot_layout_max_overhead = 0.35
 
-    def forward_tokens(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE] = None) -> Tensor:
-        """Attention over a token sequence (B, L, C) made of the raster-ordered ``grids``."""
+    def forward(self, x: Tensor, grids: Optional[Tuple[Grid, ...]] = None,
+                rope: Optional[AxialRoPE] = None) -> Tensor:
+        """Attention inside the groups of the tokens of ``grids``; groups never mix grids.
+
+        The one entry point of every variant: HRSAM's blocks pass token sequences and their
+        grids, SAM's blocks (SAM-Lightening) pass one token map and nothing else.
+
+        Args:
+            x (Tensor): (B, L, C) tokens of ``grids`` laid end to end, each in raster
+                order; with ``grids`` None, one (B, H, W, C) token map.
+            grids (tuple[Grid], optional): the (h, w) grids ``x`` is made of.
+            rope (AxialRoPE, optional): rotary embedding applied to q and k.
+
+        Returns:
+            Tensor: same shape as ``x``.
+        """
+        if grids is None:
+            if x.dim() != 4:
+                raise ValueError(f'{type(self).__name__} without grids expects a (B, H, W, C) map, '
+                                 f'got shape {tuple(x.shape)}')
+            B, H, W, C = x.shape
+            return self._forward_tokens(x.reshape(B, H * W, C), ((H, W), ), rope).view(B, H, W, C)
+        if x.dim() != 3:
+            raise ValueError(f'{type(self).__name__} expects (B, L, C) tokens with grids, got shape {tuple(x.shape)}')
+        return self._forward_tokens(x, tuple(grids), rope)
+
+    def _forward_tokens(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE]) -> Tensor:
+        """(B, L, C) tokens of ``grids`` -> (B, L, C): reorder, attend per group, restore, project."""
         B, L, C = x.shape
         if C != self.embed_dim:
             raise ValueError(f'expected {self.embed_dim} channels, got {C}')
-        part = self.partition(tuple(grids), str(x.device))
+        part = self.partition(grids, str(x.device))
         if L != part.num_tokens:
             raise ValueError(f'{L} tokens do not match grids {grids}')
         if part.uses_padding and part.slot_overhead <= self.slot_layout_max_overhead:

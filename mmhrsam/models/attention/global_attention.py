@@ -12,7 +12,7 @@ from .base import FlexibleLocalAttention
 class GlobalAttention(FlexibleLocalAttention):
     """Plain multi-head self-attention over the whole token map.
 
-    On several maps (:meth:`forward_multi_scale`) each map attends within itself.
+    On the tokens of several grids each grid attends within itself.
 
     Args:
         embed_dim (int): channels C.

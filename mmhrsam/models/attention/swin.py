@@ -1,5 +1,5 @@
-"""Swin-style window attention: Flash Swin, KV-only padding, multi-scale forms, and the
-traditional Plain Swin (cyclic roll + additive mask) they are checked against."""
+"""Swin-style window attention: Flash Swin, KV-only padding, and the traditional Plain Swin
+(cyclic roll + additive mask) they are checked against."""
 from __future__ import annotations
 
 import math
@@ -74,28 +74,10 @@ class KVPadSwinAttention(_WindowAttention):
     kv_padding = True
 
 
-@MODELS.register_module()
-class MultiScaleFlashSwinAttention(FlashSwinAttention):
-    """Flash Swin over several token maps (HRSAM++'s main and anchor maps, paper App. C.1).
-
-    ``forward`` takes a list of (B, H_i, W_i, C) maps and returns a list; windows never
-    mix maps. Args: as :class:`FlashSwinAttention`.
-    """
-
-    def forward(self, xs, rope: Optional[AxialRoPE] = None):
-        return self.forward_multi_scale(xs, rope)
-
-
-@MODELS.register_module()
-class MultiScaleKVPadSwinAttention(KVPadSwinAttention):
-    """KV-only padding over several token maps with one shared pad token (paper App. C.2).
-
-    ``forward`` takes and returns a list of (B, H_i, W_i, C) maps.
-    Args: as :class:`FlashSwinAttention`.
-    """
-
-    def forward(self, xs, rope: Optional[AxialRoPE] = None):
-        return self.forward_multi_scale(xs, rope)
+# HRSAM++'s multi-map forms (paper App. C) are the same layers: every variant takes several
+# grids (``forward(x, grids)``) and never mixes them. The old names stay for configs.
+MODELS.register_module(name='MultiScaleFlashSwinAttention', module=FlashSwinAttention)
+MODELS.register_module(name='MultiScaleKVPadSwinAttention', module=KVPadSwinAttention)
 
 
 #: Most Plain Swin layouts kept; the oldest is dropped beyond it.
@@ -160,7 +142,7 @@ class PlainSwinAttention(_WindowAttention):
         super().__init__(embed_dim, num_heads, window_size=window_size, shift_size=shift_size, qkv_bias=qkv_bias,
                          backend=backend, init_cfg=init_cfg)
 
-    def forward_tokens(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE] = None) -> Tensor:
+    def _forward_tokens(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE]) -> Tensor:
         if len(grids) != 1:
             raise ValueError('PlainSwinAttention handles a single token map')
         (h, w), = grids

@@ -22,6 +22,18 @@ from mmhrsam.registry import MODELS, build_model
 from ..layers import AxialRoPE, PatchEmbed, Permute, TransformerBlock
 
 
+#: Checkpoint names of the per-stage Cycle-scan lists (HRSAM; HRSAM++ single- and multi-scale).
+STAGE_SCAN_NAMES = ('mamba_blocks', 'ss_mamba_blocks', 'ms_mamba_blocks')
+
+
+def with_fixed(cfg: dict, what: str, **fixed) -> dict:
+    """``cfg`` plus the values the encoder sets; a different user value for one is an error."""
+    for key, value in fixed.items():
+        if key in cfg and cfg[key] != value:
+            raise ValueError(f'{what} sets {key}={cfg[key]!r}, but the encoder sets it to {value!r}; remove it')
+    return dict(cfg, **fixed)
+
+
 def split_grids(x: Tensor, grids: Sequence[Grid]) -> List[Tensor]:
     """(B, sum h*w, C) -> list of (B, h, w, C) maps."""
     sizes = [h * w for h, w in grids]
@@ -51,9 +63,11 @@ class HRSAM(BaseModule):
         mlp_ratio (float): MLP hidden width / C.
         num_stages (int): stages; ``depth`` must be divisible by it.
         window_size (int): attention window k (odd blocks shift by k // 2).
-        attn_cfg (dict): attention variant of every block; window arguments are filled in
-            per block for variants that take them (Table 3: GlobalAttention,
+        attn_cfg (dict): attention variant of every block (Table 3: GlobalAttention,
             FlashSwinAttention, KVPadSwinAttention, PlainSwinAttention, DilatedAttention).
+            The encoder sets ``embed_dim``, ``num_heads`` and, for window variants,
+            ``shift_size`` (0 / ``window_size // 2`` alternating); giving one of them
+            differently is an error. ``window_size`` defaults to the encoder's.
         cycle_scan_cfg (dict, optional): Cycle-scan module before each stage's last block;
             None removes them (Table 3 rows without Cycle-scan).
         pretrain_grid (int): side of the pretrained position-embedding grid (MAE: 14).
@@ -65,11 +79,6 @@ class HRSAM(BaseModule):
         with_cp (bool): gradient checkpointing of every block and Cycle-scan.
         init_cfg (dict, optional): MMEngine initialization config (e.g. ``Pretrained``).
     """
-
-    #: Attribute holding the per-stage Cycle-scan modules (checkpoint name).
-    scan_attr = 'mamba_blocks'
-    #: Per-stage Cycle-scan lists, each at the depth of its stage's last block (get_layer_depth).
-    stage_scan_names: Tuple[str, ...] = ('mamba_blocks', )
 
     def __init__(self,
                  patch_size: int = 16,
@@ -108,10 +117,7 @@ class HRSAM(BaseModule):
         self.blocks = nn.ModuleList(
             TransformerBlock(embed_dim, mlp_ratio, self._block_attn_cfg(attn_cfg, i, embed_dim, num_heads, window_size), dpr[i])
             for i in range(depth))
-        scans = None
-        if cycle_scan_cfg is not None:
-            scans = nn.ModuleList(build_model(dict(cycle_scan_cfg, embed_dim=embed_dim)) for _ in range(num_stages))
-        setattr(self, self.scan_attr, scans)
+        self.mamba_blocks = self.build_stage_scans(cycle_scan_cfg)
         self.lateral_convs = nn.ModuleList(
             nn.Sequential(nn.Linear(self.stage_channels, out_channels, bias=False), nn.LayerNorm(out_channels))
             for _ in range(num_stages))
@@ -126,11 +132,21 @@ class HRSAM(BaseModule):
 
     @staticmethod
     def _block_attn_cfg(attn_cfg: dict, index: int, embed_dim: int, num_heads: int, window_size: int) -> dict:
-        cfg = dict(attn_cfg, embed_dim=embed_dim, num_heads=num_heads)
+        cfg = with_fixed(attn_cfg, 'attn_cfg', embed_dim=embed_dim, num_heads=num_heads)
         if MODELS.get(cfg['type']).partition_kind == 'window':
+            if 'shift_size' in attn_cfg:
+                raise ValueError('attn_cfg sets shift_size, but the encoder alternates it per block '
+                                 '(0, window_size // 2, ...); remove it')
             cfg.setdefault('window_size', window_size)
             cfg['shift_size'] = cfg['window_size'] // 2 if index % 2 else 0  # P S P | S P S | ...
         return cfg
+
+    def build_stage_scans(self, cfg: Optional[dict]) -> Optional[nn.ModuleList]:
+        """One Cycle-scan module per stage from ``cfg`` (None: no modules)."""
+        if cfg is None:
+            return None
+        return nn.ModuleList(build_model(with_fixed(cfg, 'a Cycle-scan config', embed_dim=self.embed_dim))
+                             for _ in range(self.num_stages))
 
     # ------------------------------------------------------------------ embedding
     def embed(self, img: Tensor) -> Tensor:
@@ -157,33 +173,23 @@ class HRSAM(BaseModule):
             return checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
 
-    def scan_each_scale(self, scan: nn.Module, x: Tensor, grids: Tuple[Grid, ...]) -> Tensor:
-        """Run a Cycle-scan module on every grid's tokens separately."""
-        if len(grids) == 1:
-            return self._run(scan, x)
-        sizes = [h * w for h, w in grids]
-        return torch.cat([self._run(scan, t) for t in x.split(sizes, dim=1)], dim=1)
-
-    def after_stage(self, stage: int, x: Tensor, grids: Tuple[Grid, ...]) -> Tensor:
-        """Hook after each stage's last block (HRSAM++ fuses scales here)."""
+    def run_stage(self, stage: int, x: Tensor, grids: Tuple[Grid, ...], scans: Optional[nn.ModuleList]) -> Tensor:
+        """The blocks of ``stage`` on (B, L, C) tokens of ``grids``, with ``scans[stage]``
+        (a Cycle-scan, given the grids) before the stage's last block."""
+        last = (stage + 1) * self.stage_depth - 1
+        for i in range(stage * self.stage_depth, last + 1):
+            if scans is not None and i == last:
+                x = self._run(scans[stage], x, grids)
+            x = self._run(self.blocks[i], x, grids, self.rope)
         return x
-
-    def stage_feature(self, stage: int, x: Tensor, grids: Tuple[Grid, ...]) -> Tensor:
-        """(B, h, w, C') feature of the main grid that the lateral projection takes."""
-        return split_grids(x, grids)[0]
 
     def forward_stages(self, img: Tensor) -> List[Tensor]:
         """The ``num_stages`` stage features, each (B, h, w, stage_channels)."""
         x, grids = self.embed_inputs(img)
-        scans = getattr(self, self.scan_attr)
         feats = []
         for stage in range(self.num_stages):
-            for i in range(stage * self.stage_depth, (stage + 1) * self.stage_depth):
-                if scans is not None and i == (stage + 1) * self.stage_depth - 1:
-                    x = self.scan_each_scale(scans[stage], x, grids)
-                x = self._run(self.blocks[i], x, grids, self.rope)
-            x = self.after_stage(stage, x, grids)
-            feats.append(self.stage_feature(stage, x, grids))
+            x = self.run_stage(stage, x, grids, self.mamba_blocks)
+            feats.append(x.unflatten(1, grids[0]))
         return feats
 
     def forward(self, img: Tensor) -> Tuple[Tensor, ...]:
@@ -224,7 +230,7 @@ class HRSAM(BaseModule):
             return 0, num_layers
         if head == 'blocks':
             return int(rest.split('.')[0]) + 1, num_layers
-        if head in self.stage_scan_names:
+        if head in STAGE_SCAN_NAMES:
             return min((int(rest.split('.')[0]) + 1) * self.stage_depth, num_layers - 1), num_layers
         return num_layers - 1, num_layers
 

@@ -1,14 +1,15 @@
 """Cycle-scan (HRSAM Sec. 3.5): global token mixing by one selective scan over a repeated sequence."""
 import math
-from typing import List, Optional, Sequence
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmhrsam.registry import MODELS
+from mmhrsam.ops.attention import Grid
 from mmhrsam.ops.selective_scan import cycle_selective_scan
+from mmhrsam.registry import MODELS
 
 
 @MODELS.register_module()
@@ -72,19 +73,33 @@ class CycleScan(BaseModule):
         dt = dt.clamp(min=dt_floor)
         return dt + torch.log(-torch.expm1(-dt))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Args:
-            x (Tensor): (B, L, C) tokens in raster order, or a (B, H, W, C) token map.
+    #: Scan the tokens of several grids as one joint sequence (True) or each grid alone (False).
+    joint_grids = False
+
+    def forward(self, x: Tensor, grids: Optional[Tuple[Grid, ...]] = None) -> Tensor:
+        """The residual block on the tokens of one or more grids.
+
+        Args:
+            x (Tensor): (B, L, C) tokens of ``grids`` laid end to end, each in raster order;
+                with ``grids`` None, one sequence (B, L, C) or one token map (B, H, W, C).
+            grids (tuple[Grid], optional): the grids ``x`` is made of. A plain Cycle-scan
+                scans each grid's tokens separately; :class:`MultiScaleCycleScan` scans them
+                as one sequence.
 
         Returns:
             Tensor: same shape as ``x``.
         """
         if x.dim() == 4:
-            return self.forward_tokens(x.flatten(1, 2)).view(x.shape)
-        return self.forward_tokens(x)
+            return self._residual(x.flatten(1, 2)).view(x.shape)
+        if grids is None or len(grids) == 1 or self.joint_grids:
+            return self._residual(x)
+        sizes = [h * w for h, w in grids]
+        if sum(sizes) != x.shape[1]:
+            raise ValueError(f'{x.shape[1]} tokens do not match grids {grids}')
+        return torch.cat([self._residual(t) for t in x.split(sizes, dim=1)], dim=1)
 
-    def forward_tokens(self, x: Tensor) -> Tensor:
-        """(B, L, C) -> (B, L, C): the residual block."""
+    def _residual(self, x: Tensor) -> Tensor:
+        """(B, L, C) -> (B, L, C): ``x + out_proj(z * out_norm(y))`` over one sequence."""
         xs, z = self.in_proj(self.in_norm(x)).chunk(2, dim=-1)  # (B, L, C) each
         y = self.cycle_scan(xs)  # (B, L, C)
         return x + self.out_proj(z * self.out_norm(y))
@@ -112,21 +127,11 @@ class CycleScan(BaseModule):
 
 @MODELS.register_module()
 class MultiScaleCycleScan(CycleScan):
-    """Cycle-scan over the concatenated token sequences of several scales (HRSAM++ fusion).
+    """Cycle-scan over the tokens of all grids as one sequence (HRSAM++'s multi-scale Cycle-scan).
 
     HRSAM++ applies it after each stage's last block to ``[main; anchor]``: the joint
-    sequence is scanned as one, so each scale's tokens exchange information with the other's,
-    then it is split back. Same parameters (and checkpoint names) as :class:`CycleScan`.
+    sequence is scanned as one, so each scale's tokens read the other's. Same parameters
+    (and checkpoint names) as :class:`CycleScan`, which scans each grid on its own.
     """
 
-    def forward(self, xs: Sequence[Tensor]) -> List[Tensor]:  # type: ignore[override]
-        """Args:
-            xs (Sequence[Tensor]): token maps (B, Hi, Wi, C) (or token sequences (B, Li, C)),
-                each in raster order.
-
-        Returns:
-            list[Tensor]: the fused maps, shapes as in ``xs``.
-        """
-        flat = [x.flatten(1, -2) for x in xs]  # (B, Li, C)
-        joint = self.forward_tokens(torch.cat(flat, dim=1))  # (B, sum Li, C)
-        return [out.reshape(x.shape) for out, x in zip(joint.split([f.shape[1] for f in flat], dim=1), xs)]
+    joint_grids = True

@@ -34,5 +34,5 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, grids: Tuple[Grid, ...], rope: Optional[AxialRoPE]) -> Tensor:
         """x: (B, L, C) tokens of ``grids`` laid end to end -> (B, L, C)."""
-        x = x + self.drop_path(self.attn.forward_tokens(self.norm1(x), grids, rope))
+        x = x + self.drop_path(self.attn(self.norm1(x), grids, rope))
         return x + self.drop_path(self.mlp(self.norm2(x)))

@@ -30,14 +30,14 @@ def test_cuda_backend_matches_float64_reference(backend, h, w, type_):
     x = torch.randn(3, h, w, C, device='cuda')
     rope = AxialRoPE(C // HEADS).cuda()
     with torch.no_grad():
-        expected = ref(x.double(), rope)
-        out32 = attn(x, rope)
+        expected = ref(x.double(), rope=rope)
+        out32 = attn(x, rope=rope)
         with torch.autocast('cuda', dtype=torch.bfloat16):
-            out16 = attn(x, rope)
+            out16 = attn(x, rope=rope)
     rel = lambda a: ((a.double() - expected).norm() / expected.norm()).item()  # noqa: E731
     assert rel(out32) < 1e-3  # TF32 / fp32 kernels
     assert rel(out16) < 2e-2  # bf16 operands
-    single = torch.cat([attn(x[i:i + 1], rope) for i in range(3)])
+    single = torch.cat([attn(x[i:i + 1], rope=rope) for i in range(3)])
     torch.testing.assert_close(single, out32, rtol=1e-3, atol=1e-3)
 
 

@@ -77,7 +77,7 @@ def test_flash_swin_equals_plain_swin(h, w, k, s, backend, batch):
     rope = AxialRoPE(C // HEADS)
     with torch.no_grad():  # flex has no CPU backward
         torch.testing.assert_close(flash(x), plain(x), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(flash(x, rope), plain(x, rope), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(flash(x, rope=rope), plain(x, rope=rope), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('h,w', GRIDS)
@@ -89,7 +89,7 @@ def test_window_attention_equals_dense_masked_reference(h, w, k, s, type_):
     x = torch.randn(2, h, w, C)
     rope = AxialRoPE(C // HEADS)
     ref = dense_masked_reference(attn, x, window_ids(h, w, k, s), padded_pos(h, w, s), rope)
-    torch.testing.assert_close(attn(x, rope), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(attn(x, rope=rope), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('h,w,d', [(8, 8, 2), (9, 7, 3), (6, 10, 1)])
@@ -162,7 +162,7 @@ def test_kv_pad_swin_equals_per_window_loop(h, w, k, s, backend):
     rope = AxialRoPE(C // HEADS)
     with torch.no_grad():
         ref = kv_pad_loop_reference(attn, x, k, s, rope)
-        torch.testing.assert_close(attn(x, rope), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(x, rope=rope), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
@@ -175,9 +175,9 @@ def test_kv_pad_slot_layout_equals_per_window_loop(backend):
     rope = AxialRoPE(C // HEADS)
     with torch.no_grad():
         ref = kv_pad_loop_reference(attn, x, 4, 2, rope)
-        torch.testing.assert_close(attn(x, rope), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(x, rope=rope), ref, rtol=1e-5, atol=1e-5)
         attn.slot_layout_max_overhead = 0.0  # force the per-group layout
-        torch.testing.assert_close(attn(x, rope), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(x, rope=rope), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('h,w', [(8, 8), (18, 20)])  # per-group and all-slot layouts
@@ -222,25 +222,33 @@ def test_batched_equals_per_sample(type_, kw, backend):
     x = torch.randn(6, 9, 11, C)
     rope = AxialRoPE(C // HEADS)
     with torch.no_grad():
-        batched = attn(x, rope)
-        single = torch.cat([attn(x[i:i + 1], rope) for i in range(len(x))])
+        batched = attn(x, rope=rope)
+        single = torch.cat([attn(x[i:i + 1], rope=rope) for i in range(len(x))])
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
+
+
+def two_maps(attn, main, anchor, rope=None):
+    """``attn`` on the tokens of two maps laid end to end, split back into maps."""
+    grids = (tuple(main.shape[1:3]), tuple(anchor.shape[1:3]))
+    out = attn(torch.cat([main.flatten(1, 2), anchor.flatten(1, 2)], dim=1), grids, rope)
+    n = main.shape[1] * main.shape[2]
+    return out[:, :n].view_as(main), out[:, n:].view_as(anchor)
 
 
 def test_multi_scale_attention_equals_per_map_attention_and_shares_pad_token():
     torch.manual_seed(5)
-    ms = build('MultiScaleKVPadSwinAttention', window_size=4, shift_size=2)
+    ms = build('MultiScaleKVPadSwinAttention', window_size=4, shift_size=2)  # the old name, for configs
     single = build('KVPadSwinAttention', window_size=4, shift_size=2)
     single.load_state_dict(ms.state_dict())
     main, anchor = torch.randn(2, 10, 12, C), torch.randn(2, 4, 4, C)
     rope = AxialRoPE(C // HEADS)
-    out_main, out_anchor = ms([main, anchor], rope)
-    torch.testing.assert_close(out_main, single(main, rope), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out_anchor, single(anchor, rope), rtol=1e-5, atol=1e-5)
+    out_main, out_anchor = two_maps(ms, main, anchor, rope)
+    torch.testing.assert_close(out_main, single(main, rope=rope), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_anchor, single(anchor, rope=rope), rtol=1e-5, atol=1e-5)
     flash_ms = build('MultiScaleFlashSwinAttention', window_size=4, shift_size=2)
     flash = build('FlashSwinAttention', window_size=4, shift_size=2)
     flash.load_state_dict(flash_ms.state_dict())
-    torch.testing.assert_close(flash_ms([main, anchor])[1], flash(anchor), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(two_maps(flash_ms, main, anchor)[1], flash(anchor), rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- registry-driven
@@ -269,8 +277,7 @@ def test_registered_variant_builds_runs_and_trains(name):
     attn = MODELS.build(cfg)
     x = torch.randn(2, 6, 7, C, requires_grad=True)  # 6x7 with shift 2: every window has pad slots
     rope = AxialRoPE(C // HEADS)
-    out = attn([x, x[:, :3, :3]], rope) if name.startswith('MultiScale') else attn(x, rope)
-    out = torch.cat([o.flatten() for o in out]) if isinstance(out, list) else out
+    out = attn(x, rope=rope)
     assert torch.isfinite(out).all()
     out.square().mean().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
@@ -352,6 +359,6 @@ def test_layers_compile_without_graph_breaks(type_, kw, shape):
     attn = build(type_, **kw)
     x = torch.randn(*shape, C)
     rope = AxialRoPE(C // HEADS)
-    expected = attn(x, rope)
+    expected = attn(x, rope=rope)
     compiled = torch.compile(attn, backend='eager', fullgraph=True)
-    torch.testing.assert_close(compiled(x, rope), expected)
+    torch.testing.assert_close(compiled(x, rope=rope), expected)

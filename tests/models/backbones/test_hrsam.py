@@ -121,7 +121,7 @@ def test_position_embedding_is_resized_bilinearly_without_the_class_slot():
 
 
 class IdentityScan(nn.Module):
-    def forward_tokens(self, x):
+    def forward(self, x, grids):
         return x
 
 
@@ -173,3 +173,43 @@ def test_flash_and_plain_swin_backbones_are_identical():
     img = torch.randn(1, 3, 112, 80)
     with torch.no_grad():
         torch.testing.assert_close(flash(img)[0], plain(img)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('type_,kw,match', [
+    ('HRSAM', dict(attn_cfg=dict(type='KVPadSwinAttention', shift_size=2)), 'shift_size'),
+    ('HRSAM', dict(attn_cfg=dict(type='GlobalAttention', num_heads=2)), 'num_heads'),
+    ('HRSAM', dict(cycle_scan_cfg=dict(type='CycleScan', d_state=8, embed_dim=32)), 'embed_dim'),
+    ('HRSAMPlusPlus', dict(attn_cfg=dict(type='FlashSwinAttention', shift_size=0)), 'shift_size'),
+    ('HRSAMPlusPlus', dict(ms_cycle_scan_cfg=dict(type='CycleScan', d_state=8)), 'jointly'),
+    ('HRSAMPlusPlus', dict(anchor_size=60), 'multiple of patch_size'),
+])
+def test_conflicting_arguments_are_errors(type_, kw, match):
+    """What the encoder sets per block (shift, width, heads) or needs (a joint multi-scale
+    scan) cannot be given otherwise: an error, never a silent overwrite."""
+    with pytest.raises(ValueError, match=match):
+        build(type_, **kw)
+
+
+def test_matching_fixed_arguments_are_accepted():
+    model = build('HRSAM', attn_cfg=dict(type='KVPadSwinAttention', num_heads=4, embed_dim=64))
+    assert [b.attn.shift_size for b in model.blocks] == [0, 2, 0, 2]
+
+
+def test_plus_plus_scans_each_grid_alone_then_both_jointly():
+    """HRSAM++'s single-scale scans see one grid at a time and its multi-scale scans the
+    joint sequence: feeding a scan-free copy of the model its tokens by hand gives the same."""
+    pp = build('HRSAMPlusPlus').eval()
+    img = torch.randn(1, 3, 64, 96)
+    x, grids = pp.embed_inputs(img)
+    n = grids[0][0] * grids[0][1]
+    with torch.no_grad():
+        for stage in range(pp.num_stages):
+            for i in range(stage * pp.stage_depth, (stage + 1) * pp.stage_depth):
+                if i == (stage + 1) * pp.stage_depth - 1:
+                    scan = pp.ss_mamba_blocks[stage]
+                    x = torch.cat([scan(x[:, :n]), scan(x[:, n:])], dim=1)
+                x = pp.blocks[i](x, grids, pp.rope)
+            x = pp.ms_mamba_blocks[stage](x)  # no grids: one sequence
+        expected = pp.fuse_scales(pp.num_stages - 1, x, grids)
+        got = pp.forward_stages(img)[-1]
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

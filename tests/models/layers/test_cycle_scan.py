@@ -148,16 +148,22 @@ def test_multi_scale_equals_cycle_scan_on_concatenation():
     multi = MultiScaleCycleScan(embed_dim=C_SMALL, d_state=N_SMALL)
     multi.load_state_dict(single.state_dict())
     main, anchor = torch.randn(2, 6, 4, C_SMALL), torch.randn(2, 3, 3, C_SMALL)
+    grids = ((6, 4), (3, 3))
+
+    def tokens(a, b):
+        return torch.cat([a.flatten(1, 2), b.flatten(1, 2)], dim=1)
+
     with torch.no_grad():
-        out_main, out_anchor = multi([main, anchor])
-        joint = single(torch.cat([main.flatten(1, 2), anchor.flatten(1, 2)], dim=1))
-    assert out_main.shape == main.shape and out_anchor.shape == anchor.shape
-    torch.testing.assert_close(out_main.flatten(1, 2), joint[:, :24])
-    torch.testing.assert_close(out_anchor.flatten(1, 2), joint[:, 24:])
+        out = multi(tokens(main, anchor), grids)
+        joint = single(tokens(main, anchor))  # no grids: one sequence
+        each = single(tokens(main, anchor), grids)  # a plain Cycle-scan scans each grid alone
+    torch.testing.assert_close(out, joint)
+    torch.testing.assert_close(each[:, :24], single(main).flatten(1, 2))
+    torch.testing.assert_close(each[:, 24:], single(anchor).flatten(1, 2))
     # the scales are fused: the main map's output depends on the anchor map
     with torch.no_grad():
-        changed_main, _ = multi([main, torch.randn_like(anchor)])
-    assert not torch.allclose(changed_main, out_main)
+        changed = multi(tokens(main, torch.randn_like(anchor)), grids)
+    assert not torch.allclose(changed[:, :24], out[:, :24])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
