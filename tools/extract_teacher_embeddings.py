@@ -1,4 +1,4 @@
-"""Extract teacher (SAM ViT) image embeddings of a dataset for distillation (SPEC §5).
+"""Extract teacher (SAM ViT) image embeddings of a dataset for distillation (docs/architecture.md).
 
 Usage::
 
@@ -16,7 +16,7 @@ unique ``img_id`` is processed once.
 Preprocessing is the training one (:func:`mmhrsam.apis.predictor.preprocess_image`): long
 side resized to ``--target-size``, normalized, zero-padded. Mean, std and channel order
 come from the config's ``model.data_preprocessor`` (``mean``/``std``, ``bgr_input`` or
-MMEngine's ``rgb_to_bgr``), else its ``predictor`` dict (``bgr_input``), else SPEC §5's
+MMEngine's ``rgb_to_bgr``), else its ``predictor`` dict (``bgr_input``), else the training recipe's
 statistics in RGB order; ``--bgr-input`` / ``--no-bgr-input`` override the channel order.
 
 ``--teacher`` is ``sam_vit_h``, ``sam_vit_l`` or ``sam_vit_b`` (segment_anything's image
@@ -58,7 +58,7 @@ from mmhrsam.models.segmentors.progressive_distiller import forward_with_feature
 
 #: --teacher names of segment_anything's encoders -> keys of ``sam_model_registry``.
 SAM_TEACHERS = {'sam_vit_h': 'vit_h', 'sam_vit_l': 'vit_l', 'sam_vit_b': 'vit_b'}
-#: SPEC §5 normalization statistics (RGB order).
+#: docs/architecture.md, "Training recipe" normalization statistics (RGB order).
 DEFAULT_MEAN = (123.675, 116.28, 103.53)
 DEFAULT_STD = (58.395, 57.12, 57.375)
 

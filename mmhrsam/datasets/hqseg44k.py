@@ -14,8 +14,8 @@ Hugging Face repository)::
         HRSOD/{images, masks_max255}
 
 Subsets are the entries of :data:`HQSEG44K_SUBSETS` (folder names and suffixes as in
-SAM-HQ's ``train/train.py``). The validation split is SPEC §6's 1,537 images: DIS5K-VD
-470, COIFT 280, HRSOD 287, ThinObject5K-TE 500. GT > 0 is foreground (SPEC §6).
+SAM-HQ's ``train/train.py``). The validation split is the paper's 1,537 validation images: DIS5K-VD
+470, COIFT 280, HRSOD 287, ThinObject5K-TE 500. GT > 0 is foreground (docs/evaluation_protocol.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stored teacher embeddings for distillation (SPEC §5, §7 defect 4).
+"""Stored teacher embeddings for distillation (docs/architecture.md).
 
 ``tools/extract_teacher_embeddings.py`` runs a SAM image encoder once over a dataset and
 writes, into one directory:

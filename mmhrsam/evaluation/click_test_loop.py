@@ -1,4 +1,4 @@
-"""The click evaluation protocol (SPEC §6) as an MMEngine test loop."""
+"""The click evaluation protocol (docs/evaluation_protocol.md) as an MMEngine test loop."""
 from __future__ import annotations
 
 import os
@@ -39,7 +39,7 @@ def preprocessing_of(model) -> dict:
 class ClickProtocol:
     """Clicks one instance ``max_clicks`` times and records IoU and device time per click.
 
-    Per instance (SPEC §6): resize the long side to ``target_size``, normalize, pad; one
+    Per instance (docs/evaluation_protocol.md): resize the long side to ``target_size``, normalize, pad; one
     encoder pass; then per click: the next click from the current prediction at the
     original resolution (:func:`next_click` on CPU or :func:`next_click_torch` on the
     model's device), one prompt-encoder + decoder pass with all clicks so far and the
@@ -48,7 +48,7 @@ class ClickProtocol:
     the mask excluded). When the prediction is perfect no further click exists and the IoU
     is carried forward. Timing covers only the encoder pass and each decoder pass including
     its upsampling (device-synchronized before and after); click simulation is excluded
-    (SPEC §7, defect 8).
+    (so that timings compare encoders and decoders, not click simulators).
 
     Args:
         model: an :class:`InteractiveSAM` (``extract_feat``, ``decode``).
@@ -58,7 +58,7 @@ class ClickProtocol:
             or ``'auto'`` (device when it is a GPU).
         precision (str): ``'fp32'`` or ``'bf16'``: autocast of the encoder. The decoder
             always runs in fp32 on the fp32 embedding: it is launch-bound and bf16 autocast
-            only adds casts (SPEC §8).
+            only adds casts (docs/benchmarks.md).
         protocol (str): ``'exact'`` (above) or ``'original'``: the original implementation's
             protocol (docs/evaluation_protocol.md): :func:`preprocess_image_original`,
             :func:`map_points_original`, :func:`postprocess_logits_original`,

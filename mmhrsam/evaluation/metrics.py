@@ -1,7 +1,7 @@
-"""Interactive-segmentation metrics (SPEC §6): NoC, NoF, mIoU-vs-clicks, SPC.
+"""Interactive-segmentation metrics (docs/evaluation_protocol.md): NoC, NoF, mIoU-vs-clicks, SPC.
 
 Definitions, for an (N, K) array of IoUs after clicks 1..K and a click budget
-``max_clicks`` (20 in the SPEC):
+``max_clicks`` (20 in the paper's protocol, docs/evaluation_protocol.md):
 
 * ``NoC@t`` (t as ``round(100 t)``, e.g. ``NoC@90``): mean over instances of the first
   1-based click index within the budget whose IoU >= t; ``max_clicks`` when none does.

@@ -1,6 +1,6 @@
 """Batch the packed samples: device, (BGR flip,) normalize, zero-pad, pad the gt masks.
 
-Follows SPEC §5 and :func:`mmhrsam.apis.predictor.preprocess_image`: normalization
+Follows docs/architecture.md, "Training recipe", and :func:`mmhrsam.apis.predictor.preprocess_image`: normalization
 with RGB statistics, optionally on BGR-ordered channels (``bgr_input``, the released
 HRSAM weights), then zero padding right/bottom (zeros *after* normalization, as SAM).
 Images arrive already resized (``ResizeLongestSide``): this module never resamples.

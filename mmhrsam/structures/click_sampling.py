@@ -1,4 +1,4 @@
-"""Batched click simulation in torch, on the masks' own device (SPEC §5, §6, §7.8).
+"""Batched click simulation in torch, on the masks' own device (docs/evaluation_protocol.md).
 
 Same rules and tie-breaking as :mod:`mmhrsam.structures.clicker` (see its docstring),
 for (B, H, W) bool tensors, so that the click loop never leaves the GPU (no per-click
@@ -145,7 +145,7 @@ def _candidates(d2: Tensor, max_d2: Tensor, threshold: str) -> Tensor:
 def sample_click_torch(pred: Tensor, gt: Tensor, clicked: Optional[Tensor] = None,
                        valid: Optional[Tensor] = None, first: bool = False,
                        generator: Optional[torch.Generator] = None, threshold: str = 'exact') -> Clicks:
-    """A training click per sample (SPEC §5), as :func:`sample_click`.
+    """A training click per sample (docs/architecture.md), as :func:`sample_click`.
 
     Args:
         pred (Tensor): bool (B, H, W) current predictions.

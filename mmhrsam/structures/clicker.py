@@ -1,6 +1,6 @@
-"""Click simulation on numpy masks (SPEC §5 and §6), one (H, W) sample at a time.
+"""Click simulation on numpy masks (docs/evaluation_protocol.md), one (H, W) sample at a time.
 
-Evaluation rule (``next_click``), that of RITM / SimpleClick written from the SPEC:
+Evaluation rule (``next_click``), that of RITM / SimpleClick as docs/evaluation_protocol.md states it:
 
 * ``FN = gt & ~pred`` and ``FP = pred & ~gt``; already-clicked pixels and pixels outside
   ``valid`` are removed from both regions (so they act as boundary, like the image edge).
@@ -105,7 +105,7 @@ def _choose_region(fn_d2: np.ndarray, fp_d2: np.ndarray) -> Tuple[np.ndarray, bo
 
 def next_click(pred: np.ndarray, gt: np.ndarray, clicked: Optional[np.ndarray] = None, *,
                valid: Optional[np.ndarray] = None) -> Optional[Click]:
-    """The next evaluation click (SPEC §6), see the module docstring for the rule.
+    """The next evaluation click (docs/evaluation_protocol.md), see the module docstring for the rule.
 
     Args:
         pred (np.ndarray): bool (H, W) current prediction.
@@ -200,7 +200,7 @@ def _candidates(d2: np.ndarray, max_d2: int, threshold: str) -> np.ndarray:
 def sample_click(pred: np.ndarray, gt: np.ndarray, clicked: Optional[np.ndarray] = None,
                  rng: Optional[np.random.Generator] = None, first: bool = False, *,
                  valid: Optional[np.ndarray] = None, threshold: str = 'exact') -> Optional[Click]:
-    """A training click (SPEC §5): exact rule when ``first``, else sampled near the centre.
+    """A training click (docs/architecture.md): exact rule when ``first``, else sampled near the centre.
 
     Args:
         pred (np.ndarray): bool (H, W) current prediction (empty for the first click).

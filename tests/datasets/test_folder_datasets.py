@@ -15,7 +15,7 @@ from mmhrsam.datasets.hqseg44k import resolve_subsets
 def test_hqseg_subset_table_matches_sam_hq_layout():
     val = [n for n, c in HQSEG44K_SUBSETS.items() if c['split'] == 'val']
     assert val == ['DIS5K-VD', 'COIFT', 'HRSOD', 'ThinObject5K-TE']
-    assert sum(HQSEG44K_SUBSETS[n]['num_images'] for n in val) == 1537  # SPEC §6
+    assert sum(HQSEG44K_SUBSETS[n]['num_images'] for n in val) == 1537  # docs/evaluation_protocol.md
     for name, (img_dir, mask_dir) in HQ_VAL_DIRS.items():
         assert (HQSEG44K_SUBSETS[name]['img_dir'], HQSEG44K_SUBSETS[name]['mask_dir']) == (
             img_dir, mask_dir)

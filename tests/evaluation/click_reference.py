@@ -40,7 +40,7 @@ def brute_regions(pred, gt, clicked=None, valid=None) -> Tuple[np.ndarray, np.nd
 
 
 def brute_next_click(pred, gt, clicked=None, valid=None) -> Optional[Tuple[int, int, bool]]:
-    """The SPEC §6 rule by hand: strict FN > FP, first maximal pixel scanning rows then columns."""
+    """docs/evaluation_protocol.md's rule by hand: strict FN > FP, first maximal pixel scanning rows then columns."""
     fn, fp = brute_regions(pred, gt, clicked, valid)
     positive = fn.max() > fp.max()
     d2 = fn if positive else fp

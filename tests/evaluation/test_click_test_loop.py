@@ -28,7 +28,7 @@ class ConstantModel(nn.Module):
 
 
 def rule_click(pred, gt, clicked, valid):
-    """SPEC §6 with scipy's exact EDT (1-pixel zero border), strict >, ties negative, row-major ties."""
+    """The evaluation_protocol.md rule, scipy's exact EDT (1-pixel zero border), strict >, ties negative, row-major."""
     def depth(region):
         return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
     fn = depth(gt & ~pred & ~clicked & valid)

@@ -1,4 +1,4 @@
-"""Training click sampling (SPEC §5): exact first click, later clicks among DT > max/1.7."""
+"""Training click sampling (docs/architecture.md): exact first click, later clicks among DT > max/1.7."""
 import numpy as np
 import pytest
 import torch

@@ -100,7 +100,7 @@ def test_sam_cli_outputs_match(tmp_path, small_sam, capsys):
 
 # ---------------------------------------------------------------------- HRSAM release
 def release_layout(sam):
-    """SAM's prompt encoder / mask decoder under the released HRSAM names (SPEC §3)."""
+    """SAM's prompt encoder / mask decoder under the released HRSAM names (docs/architecture.md)."""
     renames = {'pe_layer.': 'pos_embed_layer.', 'point_embeddings.': 'point_embeds.'}
     state = {}
     for key, value in sam.prompt_encoder.state_dict().items():
@@ -187,7 +187,7 @@ def test_unknown_keys(tmp_path):
 
 # ---------------------------------------------------------------------- MAE
 def expected_hrsam_vit_keys(dim=768, depth=12, tokens=197):
-    """Names and shapes of the HRSAM backbone's ViT parts (SPEC §3), independent of the converter."""
+    """Names and shapes of the HRSAM backbone's ViT parts (docs/architecture.md), independent of the converter."""
     shapes = {'patch_embed.proj.weight': (dim, 3, 16, 16), 'patch_embed.proj.bias': (dim,),
               'pos_embed': (1, tokens, dim)}
     per_block = {'norm1.weight': (dim,), 'norm1.bias': (dim,), 'attn.qkv.weight': (3 * dim, dim),

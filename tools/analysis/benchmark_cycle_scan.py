@@ -1,7 +1,7 @@
 """Cycle-scan's scan on one GPU: the periodic Triton op against the plain scan of the repeated sequence.
 
-One Cycle-scan at 2048² scans R = 3 copies of a 16,384-token sequence (SPEC §8's mamba-ssm
-anchors are for that L = 3 x 16,384 call). ``cycle_selective_scan`` (triton backend) computes the
+One Cycle-scan at 2048² scans R = 3 copies of a 16,384-token sequence (the reference mamba-ssm timings
+in docs/benchmarks.md are for that L = 3 x 16,384 call). ``cycle_selective_scan`` (triton backend) computes the
 same gamma-weighted sum of the copies from one copy. This script, in one run:
 
 1. correctness at full size (batch 1, D = 768, N = 32, L0 = 16,384, R = 3, fp32 and bf16): the
@@ -10,7 +10,7 @@ same gamma-weighted sum of the copies from one copy. This script, in one run:
    forward against the float64 sequential reference on a channel slice;
 2. timings (CUDA-event medians, warm-up excluded; forward also as a CUDA-graph replay) of the
    periodic op and of the plain triton scan over the repeated sequence (the kernel call alone,
-   inputs already repeated, which is what SPEC's mamba-ssm figures time), forward and
+   inputs already repeated, which is what the reference mamba-ssm figures time), forward and
    forward + backward, fp32 and bf16, at L0 = 16,384 and 65,536;
 3. device time per kernel of the periodic op (torch.profiler), forward + backward, bf16;
 4. the scan targets of the issue (forward <= 0.9 ms fp32 / 0.7 ms bf16, forward + backward

@@ -50,7 +50,7 @@ CHANNELS, D_STATE = 768, 32
 LENGTHS = (3 * 16384, 3 * 65536)
 GRAD_REF_LENGTH = 4096
 DEVICE = 'cuda'
-EXP_RATE = 4.2e12  # exp2 per second on an H100's SFUs (SPEC section 8)
+EXP_RATE = 4.2e12  # exp2 per second on an H100's SFUs (docs/benchmarks.md)
 BANDWIDTH = 3.0e12  # bytes per second, HBM3
 #: (what, limit): milliseconds, or a ratio for 'scaling'
 TARGETS = {
@@ -61,7 +61,7 @@ TARGETS = {
     'scaling fwd bf16 L=196608/49152': 4.3,
     'scaling fwd+bwd bf16 L=196608/49152': 4.3,
 }
-#: SPEC section 8, mamba-ssm selective_scan_fn on the same H100 (ms)
+#: reference figures (docs/benchmarks.md): mamba-ssm selective_scan_fn on the same H100 (ms)
 MAMBA_REFERENCE = {'fwd fp32 L=49152': 2.65, 'fwd bf16 L=49152': 1.88, 'fwd+bwd bf16 L=49152': 8.1,
                    'fwd bf16 L=196608': 7.75}
 
@@ -401,7 +401,7 @@ def main():
     log('== table (ms; eager CUDA-event median; "graph" = CUDA-graph replay of the triton forward)')
     whats = sorted({r['what'] for r in results['timings']}, key=lambda w: (int(w.rsplit('=', 1)[1]), w))
     names = list(fns)
-    log('| case | ' + ' | '.join(names) + ' | triton graph | SPEC mamba-ssm | triton G upd/s | exp floor |')
+    log('| case | ' + ' | '.join(names) + ' | triton graph | ref. mamba-ssm | triton G upd/s | exp floor |')
     log('|---|' + '---:|' * (len(names) + 4))
     for what in whats:
         cells = [ms_of(what, n) for n in names]

@@ -1,5 +1,5 @@
 # COCO 2017 + LVIS v1 click training (paper App. D, setting 1).
-# One object per sample, long side resized to 1024, photometric distortion and flip (SPEC §5);
+# One object per sample, long side resized to 1024, photometric distortion and flip (docs/architecture.md);
 # normalization, channel order and padding are the model's data preprocessor.
 train_pipeline = [
     dict(type='SampleObject'),

@@ -6,7 +6,7 @@
 # LoadTeacherEmbedding comes first: it checks the image as loaded against the manifest.
 embedding_dir = 'data/sam_vit_h_embeddings/'
 distill_pipeline = [
-    # The manifest must record the student's preprocessing (SPEC §5), else it is an error.
+    # The manifest must record the student's preprocessing (docs/architecture.md), else it is an error.
     dict(type='LoadTeacherEmbedding', embedding_dir=embedding_dir,
          preprocessing=dict(target_size=1024, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
                             bgr_input=False)),

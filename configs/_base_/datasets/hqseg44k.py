@@ -1,5 +1,5 @@
 # HQSeg-44K training (fine-tuning, paper App. D settings 1 and 3) and validation.
-# One object per sample, long side resized to 1024, photometric distortion and flip (SPEC §5);
+# One object per sample, long side resized to 1024, photometric distortion and flip (docs/architecture.md);
 # normalization, channel order and padding are the model's data preprocessor.
 train_pipeline = [
     dict(type='SampleObject'),

@@ -1,4 +1,4 @@
-# HQSeg-44K validation (SPEC §6): DIS5K/DIS-VD, COIFT, HRSOD, ThinObject5K test; 1,537 images.
+# HQSeg-44K validation (docs/evaluation_protocol.md): DIS5K/DIS-VD, COIFT, HRSOD, ThinObject5K test; 1,537 images.
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,

@@ -1,6 +1,6 @@
 # The built-in synthetic high-resolution scenes (no download): 1024²–4096² images with thin
 # structures, holes and fine boundaries; a disjoint seed for the evaluation split.
-# One object per sample, long side resized to 1024, photometric distortion and flip (SPEC §5);
+# One object per sample, long side resized to 1024, photometric distortion and flip (docs/architecture.md);
 # normalization, channel order and padding are the model's data preprocessor.
 train_pipeline = [
     dict(type='SampleObject'),

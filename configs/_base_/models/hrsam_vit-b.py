@@ -17,7 +17,7 @@ model = dict(
     # trained on 1024² inputs, i.e. a 64x64 embedding grid, where both dense_pe modes agree;
     # 'resize' runs the other sizes (2048²-4096²) the way the released models were run.
     head=dict(type='SAMHead', dense_pe='resize'),
-    # SPEC §5: RGB statistics, zero padding after normalization to the 1024² training square.
+    # RGB statistics, zero padding after normalization to the 1024² square (docs/architecture.md).
     # The released weights were trained on BGR input: bgr_input=True when fine-tuning them.
     data_preprocessor=dict(type='InteractiveDataPreprocessor', mean=(123.675, 116.28, 103.53),
                            std=(58.395, 57.12, 57.375), bgr_input=False, pad_size=1024))

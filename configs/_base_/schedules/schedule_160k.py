@@ -1,6 +1,6 @@
-# SPEC §5 / paper App. D: AdamW lr 1e-4, wd 0.05, betas (0.9, 0.999); linear warm-up from
+# Paper App. D: AdamW lr 1e-4, wd 0.05, betas (0.9, 0.999); linear warm-up from
 # 1e-6 over 1.5k iterations, then polynomial decay; 160k iterations (COCO + LVIS).
-# No weight decay on pos-embed, pad tokens, A_log, D, gamma, norms and biases (SPEC §7.7).
+# No weight decay on pos-embed, pad tokens, A_log, D, gamma, norms and biases (docs/architecture.md, "Training rules").
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),

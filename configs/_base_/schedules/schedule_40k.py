@@ -1,4 +1,4 @@
-# HQSeg-44K fine-tuning: the 160k schedule's optimizer (SPEC §5) over 40k iterations.
+# HQSeg-44K fine-tuning: the 160k schedule's optimizer (docs/architecture.md) over 40k iterations.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),

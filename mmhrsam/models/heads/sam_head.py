@@ -1,4 +1,4 @@
-"""SAM's prompt encoder and mask decoder as an interactive-segmentation head (SPEC §4).
+"""SAM's prompt encoder and mask decoder as an interactive-segmentation head (docs/architecture.md).
 
 The modules are segment_anything's own (:class:`PromptEncoder`, :class:`MaskDecoder`,
 :class:`TwoWayTransformer`), built with the hyper-parameters of ``_build_sam``, so the

@@ -1,4 +1,4 @@
-"""Normalized Focal Loss (NFL) for click-based interactive segmentation (SPEC §5).
+"""Normalized Focal Loss (NFL) for click-based interactive segmentation (docs/architecture.md).
 
 The loss of RITM / SimpleClick (``NormalizedFocalLossSigmoid`` with ``alpha=0.5``,
 ``gamma=2``, ``size_average=True``, ``detach_delimeter=True``), written from its

@@ -1,4 +1,4 @@
-"""Click-simulation training (SPEC §5, paper App. D): iterative clicks, then one gradient step."""
+"""Click-simulation training (docs/architecture.md, paper App. D): iterative clicks, then one gradient step."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -29,7 +29,7 @@ class ClickSegmentor(InteractiveSAM):
         backbone (dict): image encoder config.
         head (dict): SAM head config.
         loss (dict): loss on (B, 1, H, W) logits and targets in {0, 1, 255}.
-        gamma (float): decay of P(k): 0.6 for COCO, 0.9 for LVIS (SPEC §5).
+        gamma (float): decay of P(k): 0.6 for COCO, 0.9 for LVIS (docs/architecture.md).
         max_sim_iters (int): largest k (20 in the paper).
         click_threshold (str): ``'exact'`` (DT > max / 1.7 exactly) or ``'original'`` (the
             original implementation's float32 ``DT > max / (1.7 + eps)``, which also keeps

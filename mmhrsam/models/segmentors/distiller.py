@@ -1,4 +1,4 @@
-"""SAM distillation (SPEC §5): the student's embedding regresses a stored teacher embedding."""
+"""SAM distillation (docs/architecture.md): the student's embedding regresses a stored teacher embedding."""
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Union
@@ -17,7 +17,7 @@ class SAMDistiller(InteractiveSAM):
 
     Teacher embeddings are precomputed by ``tools/extract_teacher_embeddings.py`` on the
     same preprocessed image and loaded by the ``LoadTeacherEmbedding`` transform. A sample
-    without one is an error (SPEC §7, defect 4): nothing is recomputed or saved here.
+    without one is an error (docs/architecture.md): nothing is recomputed or saved here.
 
     Args:
         backbone (dict): student image encoder config.

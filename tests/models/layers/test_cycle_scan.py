@@ -1,4 +1,4 @@
-"""CycleScan / MultiScaleCycleScan against a float64 re-implementation written from SPEC §3."""
+"""CycleScan / MultiScaleCycleScan against a float64 re-implementation written from the paper."""
 import copy
 import math
 
@@ -23,7 +23,7 @@ def sequential_ssm(u, dt, A, B, C, D):
 
 
 def manual_cycle_scan(module, x):
-    """SPEC §3 Cycle-scan spelled out in float64 from the module's weights. x: (batch, L, C)."""
+    """docs/architecture.md Cycle-scan spelled out in float64 from the module's weights. x: (batch, L, C)."""
     p = {k: v.detach().double() for k, v in module.state_dict().items()}
     x = x.double()
     ch, n, repeats, length = module.embed_dim, module.d_state, module.num_repeats, x.shape[1]
@@ -168,7 +168,7 @@ def test_multi_scale_equals_cycle_scan_on_concatenation():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_cuda_triton_module_matches_float64_and_chunked_gradients():
-    """The module on the GPU with the periodic Triton op: output vs the float64 spelling-out of SPEC §3,
+    """The module on the GPU with the periodic Triton op: output vs the float64 spelling-out of the paper's definition,
     and every parameter's gradient vs the chunked backend (which scans the repeated sequence)."""
     from mmhrsam.ops.selective_scan import triton_scan
     if triton_scan.triton is None or triton_scan.INTERPRETED:

@@ -1,4 +1,4 @@
-"""Axial RoPE against hand-computed rotations (SPEC §3)."""
+"""Axial RoPE against hand-computed rotations (docs/architecture.md)."""
 import math
 
 import torch
