@@ -119,13 +119,13 @@ class IterationRecordHook(Hook):
         start = self.times[0]
         record = dict(world_size=get_world_size(), batch_size_per_rank=runner.train_dataloader.batch_size,
                       iterations=self.iterations, loss=self.losses, time_s=[t - start for t in self.times])
-        timed = [i for i, it in enumerate(self.iterations) if it > self.iterations[0] + self.warmup - 1]
-        if len(timed) >= 2:
-            first, last = timed[0], timed[-1]
+        # the clock reading of the last warm-up iteration starts the timed window
+        first, last = min(max(self.warmup - 1, 0), len(self.times) - 1), len(self.times) - 1
+        if last - first >= 1:
             batch = record['world_size'] * record['batch_size_per_rank']
-            steps = [self.times[i] - self.times[i - 1] for i in timed[1:]]
+            steps = np.diff(self.times[first:])
             record.update(images_per_s=(last - first) * batch / (self.times[last] - self.times[first]),
                           images_per_s_steady=batch / float(np.median(steps)),
-                          timed_iterations=[self.iterations[first], self.iterations[last]])
+                          timed_iterations=[self.iterations[first] + 1, self.iterations[last]])
         with open(osp.join(runner.work_dir, 'iteration_record.json'), 'w') as f:
             json.dump(record, f)

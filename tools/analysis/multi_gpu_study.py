@@ -164,7 +164,7 @@ def throughput(record: dict, warmup: int = 20, slow_s: float = 0.5) -> dict:
     the global batch over the median iteration interval; ``slow_steps``: intervals longer
     than ``slow_s`` (checkpoint writes) with their seconds.
     """
-    times, its = record['time_s'][warmup:], record['iterations'][warmup:]
+    times, its = record['time_s'][warmup - 1:], record['iterations'][warmup - 1:]
     steps = [b - a for a, b in zip(times, times[1:])]
     batch = record['world_size'] * record['batch_size_per_rank']
     median = statistics.median(steps)
