@@ -27,5 +27,7 @@ if [ -z "$WHEEL" ]; then
     "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$CACHE/torch-$TORCH" .)
   WHEEL=$(ls "$CACHE/torch-$TORCH"/mmcv-2.1.0-*.whl | head -n 1)
 fi
+# mmcv-lite (the core set's) provides the same package: remove it first so no file is shared.
+if "$PY" -m pip show -q mmcv-lite >/dev/null 2>&1; then "$PY" -m pip uninstall -q -y mmcv-lite; fi
 "$PY" -m pip install -q "$WHEEL"
 "$PY" -c "import mmcv.ops; print('mmcv', __import__('mmcv').__version__, 'with ops installed')"

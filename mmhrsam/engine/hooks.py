@@ -6,6 +6,7 @@ import os.path as osp
 import time
 from typing import List, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from mmengine.dist import all_gather_object, get_rank, get_world_size
@@ -78,11 +79,14 @@ class IterationRecordHook(Hook):
 
         {"world_size", "batch_size_per_rank", "iterations": [i, ...], "loss": [...],
          "time_s": [...],                       # seconds since the first recorded iteration
-         "images_per_s": ..., "timed_iterations": [first, last]}
+         "images_per_s": ..., "images_per_s_steady": ..., "timed_iterations": [first, last]}
 
     ``images_per_s`` counts global images over the iterations after ``warmup`` (compilation,
-    allocator and dataloader start-up excluded). With ``cuda_sync`` the clock is read after a
-    device synchronization, so the time covers the GPU work of each step.
+    allocator and dataloader start-up excluded) by wall clock, so it includes what other hooks
+    do in that window (checkpoint writes, checks); ``images_per_s_steady`` divides the global
+    batch by the median iteration interval, i.e. the rate between such events. With
+    ``cuda_sync`` the clock is read after a device synchronization, so the time covers the GPU
+    work of each step.
 
     Args:
         warmup (int): iterations left out of the throughput.
@@ -115,11 +119,13 @@ class IterationRecordHook(Hook):
         start = self.times[0]
         record = dict(world_size=get_world_size(), batch_size_per_rank=runner.train_dataloader.batch_size,
                       iterations=self.iterations, loss=self.losses, time_s=[t - start for t in self.times])
-        timed = [i for i, it in enumerate(self.iterations) if it > self.iterations[0] + self.warmup - 1]
-        if len(timed) >= 2:
-            first, last = timed[0], timed[-1]
-            images = (last - first) * record['world_size'] * record['batch_size_per_rank']
-            record.update(images_per_s=images / (self.times[last] - self.times[first]),
-                          timed_iterations=[self.iterations[first], self.iterations[last]])
+        # the clock reading of the last warm-up iteration starts the timed window
+        first, last = min(max(self.warmup - 1, 0), len(self.times) - 1), len(self.times) - 1
+        if last - first >= 1:
+            batch = record['world_size'] * record['batch_size_per_rank']
+            steps = np.diff(self.times[first:])
+            record.update(images_per_s=(last - first) * batch / (self.times[last] - self.times[first]),
+                          images_per_s_steady=batch / float(np.median(steps)),
+                          timed_iterations=[self.iterations[first] + 1, self.iterations[last]])
         with open(osp.join(runner.work_dir, 'iteration_record.json'), 'w') as f:
             json.dump(record, f)

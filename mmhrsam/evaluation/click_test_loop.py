@@ -9,10 +9,12 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from mmengine.dist import is_main_process
 from mmengine.evaluator import Evaluator
 from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop
 from torch import Tensor
+from tqdm import tqdm
 
 from mmhrsam.registry import LOOPS
 from mmhrsam.structures import InteractiveDataSample
@@ -242,6 +244,8 @@ class ClickTestLoop(TestLoop):
                 metric.max_clicks = self.max_clicks
         protocol = ClickProtocol(model, self.target_size, self.max_clicks, self.clicker, self.precision,
                                  self.protocol, self.seed)
+        progress = tqdm(total=len(self.dataloader), desc='click evaluation', unit='batch',
+                        disable=not is_main_process(), dynamic_ncols=True)
         for idx, data_batch in enumerate(self.dataloader):
             if idx == 0:
                 for _ in range(self.warmup):
@@ -251,6 +255,8 @@ class ClickTestLoop(TestLoop):
             outputs = self._click_batch(protocol, data_batch)
             self.evaluator.process(data_samples=outputs, data_batch=data_batch)
             self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+            progress.update()
+        progress.close()
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')

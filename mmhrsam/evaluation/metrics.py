@@ -24,7 +24,7 @@ import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from mmengine.dist import is_main_process
+from mmengine.dist import get_rank, is_main_process
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
@@ -180,7 +180,8 @@ class ClickMetric(BaseMetric):
                 ious=ious.reshape(-1),
                 clicks=_to_numpy(_get(sample, 'clicks'), np.int64),
                 encoder_time=None if encoder_time is None else float(encoder_time),
-                decoder_times=_to_numpy(_get(sample, 'decoder_times'), np.float64)))
+                decoder_times=_to_numpy(_get(sample, 'decoder_times'), np.float64),
+                rank=get_rank()))  # the process (GPU) that clicked it, for per-GPU timings
 
     def _spc_ms(self, results: List[dict]) -> Optional[float]:
         """Mean seconds-per-click in ms, or None when a sample has no timing."""
@@ -213,6 +214,10 @@ class ClickMetric(BaseMetric):
         spc = self._spc_ms(results)
         if spc is not None:
             full[f'{self.max_clicks}-SPC'] = spc
+            ranks = sorted({r.get('rank', 0) for r in results})
+            for rank in ranks if len(ranks) > 1 else ():  # each GPU's own timing under DDP
+                full[f'{self.max_clicks}-SPC@rank{rank}'] = self._spc_ms(
+                    [r for r in results if r.get('rank', 0) == rank])
         full['num_instances'] = len(results)
         by_size = self._by_size(results, ious)
         if self.output_dir is not None and is_main_process():

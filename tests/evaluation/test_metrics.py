@@ -152,3 +152,17 @@ def test_plot_clicks(tmp_path):
     path = tmp_path / 'clicks.png'
     plot_clicks(image, gt, pred, [(25, 40, 1), (42, 62, 0)], str(path))
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_click_metric_reports_each_process_timing(monkeypatch):
+    """Instances clicked by two processes: A (rank 0) 15 ms and B (rank 1) 30 ms as in the
+    test above; each rank's own 20-SPC is reported beside the overall 22.5 ms."""
+    import mmhrsam.evaluation.metrics as metrics_module
+    metric = metrics_module.ClickMetric(max_clicks=20)
+    for rank, (enc, dec, name) in enumerate([(0.1, 0.01, 'a'), (0.2, 0.02, 'b')]):
+        monkeypatch.setattr(metrics_module, 'get_rank', lambda rank=rank: rank)
+        metric.process(None, [dict(ious=np.full(20, 0.5), encoder_time=enc, decoder_times=[dec] * 20,
+                                   img_id=name, instance_id='0')])
+    got = metric.compute_metrics(metric.results)
+    assert got['20-SPC'] == pytest.approx(22.5)
+    assert got['20-SPC@rank0'] == pytest.approx(15.0) and got['20-SPC@rank1'] == pytest.approx(30.0)

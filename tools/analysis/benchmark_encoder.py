@@ -23,7 +23,8 @@ autocast (``--precision``), CPU: fp32. Latency is the median over timed runs,
 device-synchronized (CUDA events on CUDA), warm-up excluded; a case stops timing once its
 timed runs exceed ``--case-budget-s`` (never below ``--min-repeats`` runs). Modes: ``eager``;
 ``graph`` (``--cuda-graph``: the whole encoder forward captured once in a CUDA graph after
-warm-up, replays timed; a failed capture is recorded in the row and the run goes on);
+warm-up, replays timed; a failed capture is recorded in the row and the run goes on; SAM's
+encoders run it with the GPU as default device, see ``Encoder.host_factories``);
 ``compile`` (``--compile``: ``torch.compile(model, dynamic=False)``, default mode,
 compiled afresh for every size; the compile time is reported).
 
@@ -113,12 +114,17 @@ class Encoder(NamedTuple):
             linear in tokens) or 'materialized' (explicit N x N scores).
         heads: attention heads of the dense layers (for the score-memory estimate).
         per_size: built anew for every input size (SAM: fixed-size position embedding).
+        host_factories: its forward creates tensors without a device (segment_anything's
+            relative-position indices, ``torch.arange`` on the CPU) and indexes GPU tables
+            with them: a host-to-device copy, which a CUDA graph cannot capture. Graph mode
+            runs its forward with the GPU as the default device (:func:`on_default_device`).
     """
     cfg: Callable[[int], dict]
     paper: str
     dense: str = ''
     heads: int = 12
     per_size: bool = False
+    host_factories: bool = False
 
 
 def _hrsam(attn: Optional[str] = None, scan: bool = True, plus: bool = False) -> Callable[[int], dict]:
@@ -139,11 +145,13 @@ ENCODERS: Dict[str, Encoder] = {
     'HRSAM++': Encoder(_hrsam(plus=True), 'Table 3: + multi-scale (HRSAM++)'),
     'PlainSwin': Encoder(_hrsam('PlainSwinAttention', scan=False), 'Fig. 5: Plain Swin'),
     'SAM-ViT-B': Encoder(lambda s: dict(type='SAMViT', arch='vit-b', img_size=s), 'SAM ViT-B',
-                         dense='materialized', heads=12, per_size=True),
+                         dense='materialized', heads=12, per_size=True, host_factories=True),
     'SAM-ViT-H': Encoder(lambda s: dict(type='SAMViT', arch='vit-h', img_size=s), 'SAM ViT-H',
-                         dense='materialized', heads=16, per_size=True),
-    # Dilated groups hold tokens / rate² tokens each and run through SDPA; SAM's windows are local.
-    'SAM-Lightening': Encoder(lambda s: dict(type='SAMLightening', arch='vit-s'), 'SAM-Lightening ViT-S'),
+                         dense='materialized', heads=16, per_size=True, host_factories=True),
+    # Dilated groups hold tokens / rate² tokens each and run through SDPA; SAM's windows are local
+    # (segment_anything's blocks, hence its relative-position indices).
+    'SAM-Lightening': Encoder(lambda s: dict(type='SAMLightening', arch='vit-s'), 'SAM-Lightening ViT-S',
+                              host_factories=True),
 }
 ALIASES = {'hrsamplusplus': 'HRSAM++', 'hrsampp': 'HRSAM++', 'kvpad': 'KVPadSwin', 'flash': 'FlashSwin',
            'plain': 'PlainSwin', 'sam-b': 'SAM-ViT-B', 'sam-h': 'SAM-ViT-H', 'samvit-b': 'SAM-ViT-B',
@@ -316,6 +324,18 @@ def make_forward(model: torch.nn.Module, x: torch.Tensor, precision: str, device
             return model(x)
 
     return fn
+
+
+def on_default_device(fn: Callable, device: torch.device) -> Callable:
+    """``fn`` run with ``device`` as the default device of factory calls without ``device=``
+    (``torch.device`` as a context manager), so tensors a forward makes that way are created
+    where they are used instead of being copied there from the host."""
+
+    def wrapped():
+        with torch.device(device):
+            return fn()
+
+    return wrapped
 
 
 def allocated(device: torch.device) -> int:
@@ -577,6 +597,8 @@ class Runner:
     def _run_graph(self, row: Dict, model, x) -> None:
         # The weight casts must be captured in the graph, not served from the autocast cache.
         fn = make_forward(model, x, self.args.precision, self.device, autocast_cache=False)
+        if ENCODERS[row['model']].host_factories:
+            fn = on_default_device(fn, self.device)
         try:  # the side-stream warm-up builds index maps and other caches outside the capture
             graph, replay = capture_cuda_graph(fn, self.device)
         except Exception as exc:  # noqa: BLE001

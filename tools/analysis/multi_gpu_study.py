@@ -30,6 +30,7 @@ import json
 import os
 import os.path as osp
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -156,6 +157,21 @@ def run_record(work_dir: str) -> dict:
     return read_json(osp.join(work_dir, 'iteration_record.json'))
 
 
+def throughput(record: dict, warmup: int = 20, slow_s: float = 0.5) -> dict:
+    """Images per second of one run from its per-iteration clock readings.
+
+    ``wall``: over all iterations after ``warmup``, checkpoint writes included; ``steady``:
+    the global batch over the median iteration interval; ``slow_steps``: intervals longer
+    than ``slow_s`` (checkpoint writes) with their seconds.
+    """
+    times, its = record['time_s'][warmup - 1:], record['iterations'][warmup - 1:]
+    steps = [b - a for a, b in zip(times, times[1:])]
+    batch = record['world_size'] * record['batch_size_per_rank']
+    median = statistics.median(steps)
+    return dict(wall=batch * len(steps) / (times[-1] - times[0]), steady=batch / median, median_step_s=median,
+                slow_steps={it: round(s, 3) for it, s in zip(its[1:], steps) if s > slow_s})
+
+
 def curve_agreement(a: dict, b: dict, tail: int = 50) -> dict:
     """Gap between two per-iteration loss curves on the iterations both recorded."""
     la, lb = dict(zip(a['iterations'], a['loss'])), dict(zip(b['iterations'], b['loss']))
@@ -191,11 +207,12 @@ def stage_distill(study: Study, args) -> dict:
     records = dict(multi=run_record(multi), single_same_global=run_record(single),
                    single_same_per_gpu=run_record(weak), resumed=run_record(killed))
     last = last_checkpoint(multi)
+    rates = {k: throughput(v) for k, v in records.items()}
     result.update(
         gpus=n, batch_per_gpu=batch, records=records,
         loss_agreement=curve_agreement(records['multi'], records['single_same_global']),
-        images_per_s={k: v.get('images_per_s') for k, v in records.items()},
-        scaling=records['multi']['images_per_s'] / records['single_same_per_gpu']['images_per_s'],
+        throughput=rates,
+        scaling={k: rates['multi'][k] / rates['single_same_per_gpu'][k] for k in ('steady', 'wall')},
         replicas=replicas_identical(multi, n), replicas_resumed=replicas_identical(killed, n),
         checkpoints=checkpoint_files(multi), checkpoints_at_kill=before_resume,
         resumed_vs_uninterrupted=compare_weights(osp.join(multi, last), osp.join(killed, last)),
@@ -226,7 +243,7 @@ def stage_click(study: Study, args) -> dict:
     return dict(gpus=n, batch_per_gpu=batch, records=records, tests=tests,
                 metrics_identical=strip(tests['1gpu']) == strip(tests[f'{n}gpu']),
                 loss_agreement=curve_agreement(records['multi'], records['single_same_global']),
-                images_per_s={k: v.get('images_per_s') for k, v in records.items()},
+                throughput={k: throughput(v) for k, v in records.items()},
                 replicas=replicas_identical(multi, n), checkpoints=checkpoint_files(multi))
 
 
