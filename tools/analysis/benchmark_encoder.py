@@ -50,7 +50,7 @@ decomposed relative-position bias and softmax in fp32) when those scores would e
 ``--breakdown`` times one eager forward of each ``--breakdown-models`` model at
 ``--breakdown-size`` by parts, with CUDA events (wall clock on CPU) recorded around the
 submodules in forward pre/post hooks (or wrappers of the method the backbone calls, e.g.
-``attn.forward_tokens``) and summed after one synchronize per forward: attention (every
+HRSAM++'s ``fuse_scales``) and summed after one synchronize per forward: attention (every
 ``blocks[i].attn``), mlp (``blocks[i].mlp`` + ``norm1``/``norm2``), cycle_scan
 (``mamba_blocks`` / ``ss_mamba_blocks`` / ``ms_mamba_blocks``), and the rest, split into
 embed (patch embedding + pos-embed, HRSAM++'s anchor resize) and fusion (stage features,
