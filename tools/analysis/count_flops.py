@@ -67,7 +67,7 @@ sys.path.insert(0, ROOT)
 
 import mmhrsam.models  # noqa: E402,F401  (registers the models)
 from mmhrsam.models.attention.base import FlexibleLocalAttention  # noqa: E402
-from mmhrsam.models.necks import cycle_scan as cycle_scan_module  # noqa: E402
+from mmhrsam.models.layers import cycle_scan as cycle_scan_module  # noqa: E402
 from mmhrsam.registry import MODELS  # noqa: E402
 
 #: FLOPs per (token copy, channel, state) and per (token copy, channel) of the analytic scan count.
