@@ -19,10 +19,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
-# OpenMP threads that spin while they wait for a core make CPU runs several times slower when
-# another process is busy on the machine; they sleep instead unless you set the variable yourself
-# (read once, when torch loads OpenMP, so it is set here before the first import of torch).
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import mmhrsam  # noqa: E402,F401
 from mmengine.model import is_model_wrapper  # noqa: E402
