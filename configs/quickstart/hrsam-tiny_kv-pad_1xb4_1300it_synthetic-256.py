@@ -37,15 +37,17 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    # Loading in the main process: on 2 cores a worker process competes with the 2 compute
+    # threads, and a 256-384 px scene takes milliseconds to make (0.45 vs 0.57 s per iteration).
+    num_workers=0,
+    persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(type='SyntheticHighResDataset', num_images=6000, seed=0, pipeline=train_pipeline,
                  **scenes))
 test_dataloader = dict(
     batch_size=1,
-    num_workers=1,
+    num_workers=0,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
