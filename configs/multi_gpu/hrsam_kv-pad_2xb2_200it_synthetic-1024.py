@@ -3,7 +3,8 @@
 # click evaluation at 1024² on 8 held-out scenes. One GPU with the same global batch:
 #   bash tools/dist_train.sh CONFIG 1 --amp --cfg-options train_dataloader.batch_size=4
 _base_ = [
-    '../_base_/models/hrsam_vit-b.py', '../_base_/datasets/synthetic.py', '../_base_/default_runtime.py'
+    '../_base_/models/hrsam_vit-b.py', '../_base_/datasets/synthetic.py', '../_base_/schedules/schedule_40k.py',
+    '../_base_/default_runtime.py'
 ]
 model = dict(
     type='ClickSegmentor',
@@ -12,20 +13,11 @@ model = dict(
     loss=dict(type='NormalizedFocalLoss', alpha=0.5, gamma=2.0))
 train_dataloader = dict(batch_size=2, num_workers=8, dataset=dict(num_images=2000))
 test_dataloader = dict(dataset=dict(num_images=8))
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=20, end=200),
 ]
 train_cfg = dict(type='SeededIterBasedTrainLoop', max_iters=200)
-val_cfg = None
-val_dataloader = None
-val_evaluator = None
-test_cfg = dict(type='ClickTestLoop', target_size=1024, max_clicks=20)
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=100, max_keep_ckpts=2))
 log_processor = dict(window_size=10)
 custom_hooks = [

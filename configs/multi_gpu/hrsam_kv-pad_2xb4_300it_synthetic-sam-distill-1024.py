@@ -6,23 +6,17 @@
 # so their loss curves must agree up to rounding.
 _base_ = [
     '../_base_/models/hrsam_vit-b.py', '../_base_/datasets/synthetic_sam-distill.py',
+    '../_base_/schedules/schedule_40k.py',
     '../_base_/default_runtime.py'
 ]
 model = dict(type='SAMDistiller', frozen_modules=('head', ))
 train_dataloader = dict(batch_size=4)
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.9))
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.9))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=30),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=30, end=300),
 ]
 train_cfg = dict(type='SeededIterBasedTrainLoop', max_iters=300)
-val_cfg = None
-val_dataloader = None
-val_evaluator = None
 # The head is frozen, so every trainable parameter takes part in each step: DDP needs no
 # search for unused parameters (the runtime default's True costs a graph traversal per step).
 find_unused_parameters = False
