@@ -1,32 +1,9 @@
 """A SAM-style click predictor: set an image once, then predict a mask per click set.
 
-Pre- and post-processing (:mod:`mmhrsam.structures.image_geometry`) follow
-segment_anything's ``SamPredictor``:
-
-* **Resize**: the long side is resized to ``target_size`` keeping the aspect ratio; the
-  output size is :func:`get_preprocess_shape` (segment_anything's
-  ``ResizeLongestSide.get_preprocess_shape``: each side ``int(side * scale + 0.5)``). The
-  resampling is ``F.interpolate(mode='bilinear', align_corners=False, antialias=True)`` on
-  float32 intensities in [0, 255], without rounding back to uint8 — exactly
-  ``ResizeLongestSide.apply_image_torch``. (``SamPredictor`` resizes with PIL on uint8;
-  the two differ by PIL's rounding, about one intensity level.) No resampling happens when
-  the long side already equals ``target_size``.
-* **Channel order**: with ``bgr_input=True`` the RGB image is flipped to BGR before
-  normalization, while the statistics stay in RGB order (the released HRSAM weights were
-  trained that way).
-* **Normalize**, then **zero-pad** right/bottom to a ``target_size`` x ``target_size``
-  square (``target_size`` must be a multiple of 16).
-* **Clicks** are mapped with :func:`map_points` (see there for the rounding rule).
-* **Logits**: the head's low-resolution logits are upsampled (bilinear) to the padded
-  square, cropped to the resized image, resized (bilinear) to the original size and
-  thresholded at 0 — ``Sam.postprocess_masks`` with the actual padded size
-  (:func:`postprocess_logits`).
-
-``protocol='original'`` follows the original HRSAM implementation instead (how the released
-weights were evaluated, docs/evaluation_protocol.md): :func:`preprocess_image_original`
-(normalize, zero-pad to a multiple of 32, resize without antialiasing, zero-pad),
-:func:`map_points_original` (``x * s``, no rounding) and :func:`postprocess_logits_original`
-(back to the 32-padded size, then cropped).
+The pre- and post-processing rules (resize-longest-side, channel order, normalization and
+padding, click mapping, logits back to the image; and their ``protocol='original'`` variants,
+docs/evaluation_protocol.md) are those of :mod:`mmhrsam.structures.image_geometry`, whose
+docstring states them; the helpers are re-exported here for existing imports.
 """
 from __future__ import annotations
 
