@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
-QUICKSTART_CONFIG = os.path.join(REPO, 'configs/quickstart/hrsam-tiny_kv-pad_1xb4_1300it_synthetic-256.py')
+QUICKSTART_CONFIG = os.path.join(REPO, 'configs/quickstart/hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py')
 QUICKSTART_POINTER = os.path.join(REPO, 'work_dirs/quickstart/last_checkpoint')
 
 logger = logging.getLogger('mmhrsam.annotate')

@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-CONFIG=configs/quickstart/hrsam-tiny_kv-pad_1xb4_1300it_synthetic-256.py
+CONFIG=configs/quickstart/hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py
 WORK_DIR=${WORK_DIR:-work_dirs/quickstart}
 START=$(date +%s)
-echo "[quickstart] training a tiny HRSAM on synthetic scenes (1300 iterations; ETA in the log lines)"
+echo "[quickstart] training a tiny HRSAM on synthetic scenes (1000 iterations; ETA in the log lines)"
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
 CKPT=$(cat "$WORK_DIR/last_checkpoint")
 echo "[quickstart] evaluating $CKPT with 20 simulated clicks per object"

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python3 tools/train.py configs/quickstart/hrsam-tiny_kv-pad_1xb4_1300it_synthetic-256.py
+    python3 tools/train.py configs/quickstart/hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py
     python3 tools/train.py CONFIG --resume                 # continue from the last checkpoint
     python3 tools/train.py CONFIG --amp --cfg-options train_cfg.max_iters=1000
     bash tools/dist_train.sh CONFIG 4                      # torchrun, 4 processes

@@ -25,7 +25,7 @@ from mmhrsam.apis import HRSAMPredictor  # noqa: E402
 from mmhrsam.apis.annotation import AppOptions, create_app, load_shared_model  # noqa: E402
 
 CONFIG = str(Path(__file__).parents[2] / 'configs/quickstart/'
-             'hrsam-tiny_kv-pad_1xb4_1300it_synthetic-256.py')
+             'hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py')
 
 
 def make_client(tmp_path, factory, **options):

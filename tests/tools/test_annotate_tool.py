@@ -17,7 +17,7 @@ pytest.importorskip('uvicorn')
 from mmhrsam.apis.annotation import load_shared_model  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_1300it_synthetic-256.py')
+CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py')
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_1300it_synthetic-256.py')
+CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py')
 SMALL = [
     'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
     'train_dataloader.dataset.image_size=[96,128]', 'train_dataloader.dataset.num_images=64',

@@ -1,6 +1,6 @@
 # Quickstart: a tiny HRSAM (KV-padded Flash Swin + one Cycle-scan, 4 blocks of width 128) with
 # a narrow SAM head, click-trained from scratch on the built-in synthetic scenes (no download)
-# at a 256² input, 1300 iterations of batch 4 on CPU; then the click evaluation at 256².
+# at a 256² input, 1000 iterations of batch 4 on CPU; then the click evaluation at 256².
 #   bash tools/quickstart.sh            # train + evaluate, under 10 minutes on 2 CPU cores
 # The scenes are small (256-384 px) with one or two large objects (stars, wavy blobs, rings) so
 # that a model trained from scratch in minutes learns something measurable; the full-size
@@ -62,11 +62,11 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=50),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=50, end=1300),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=50, end=1000),
 ]
-train_cfg = dict(type='SeededIterBasedTrainLoop', max_iters=1300)
+train_cfg = dict(type='SeededIterBasedTrainLoop', max_iters=1000)
 val_cfg = None
 val_dataloader = None
 val_evaluator = None
 test_cfg = dict(type='ClickTestLoop', target_size=256, max_clicks=20, num_vis=4)
-default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=650, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=500, max_keep_ckpts=1))
