@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 from mmhrsam.registry import MODELS
 
 from ..attention import DilatedAttention
-from .sam_vit import SAMViT
+from .sam_vit import SAMViT, resolve_arch
 
 #: Block kinds besides an int dilation rate: SAM's own attention.
 SAM_BLOCK_KINDS = ('window', 'global')
@@ -80,7 +80,7 @@ class SAMLightening(SAMViT):
                  interpolate_pos_embed: bool = True,
                  attn_backend: str = 'auto',
                  init_cfg: Optional[dict] = None):
-        spec = self._lightening_spec(arch)
+        spec = resolve_arch(arch, SAM_LIGHTENING_ARCHS, 'SAM-Lightening')
         pattern = check_pattern(spec['attn_pattern'], spec['depth'])
         # Dilated blocks are built as SAM global blocks (no window partition around the
         # attention), then their attention module is swapped.
@@ -93,17 +93,6 @@ class SAMLightening(SAMViT):
             if kind not in SAM_BLOCK_KINDS:
                 block.attn = DilatedAttention(spec['embed_dim'], spec['num_heads'], dilation=kind, qkv_bias=True,
                                               backend=attn_backend)
-
-    @staticmethod
-    def _lightening_spec(arch: Union[str, dict]) -> dict:
-        if isinstance(arch, dict):
-            missing = set(SAM_LIGHTENING_ARCHS['vit-s']) - set(arch)
-            if missing:
-                raise ValueError(f'arch dict lacks {sorted(missing)}')
-            return arch
-        if arch not in SAM_LIGHTENING_ARCHS:
-            raise ValueError(f'unknown SAM-Lightening arch {arch!r}; choose from {sorted(SAM_LIGHTENING_ARCHS)}')
-        return SAM_LIGHTENING_ARCHS[arch]
 
     @property
     def embed_dim(self) -> int:

@@ -28,6 +28,24 @@ SAM_VIT_ARCHS: Dict[str, dict] = {
 }
 
 
+def resolve_arch(arch: Union[str, dict], archs: Dict[str, dict], family: str) -> dict:
+    """Hyper-parameters of ``arch``: a name of ``archs``, or a dict with the same keys.
+
+    Args:
+        arch (str | dict): preset name or explicit hyper-parameters.
+        archs (dict): the family's presets; every preset has the same keys.
+        family (str): name used in error messages.
+    """
+    if isinstance(arch, dict):
+        missing = set(next(iter(archs.values()))) - set(arch)
+        if missing:
+            raise ValueError(f'arch dict lacks {sorted(missing)}')
+        return arch
+    if arch not in archs:
+        raise ValueError(f'unknown {family} arch {arch!r}; choose from {sorted(archs)}')
+    return archs[arch]
+
+
 @MODELS.register_module()
 class SAMViT(ImageEncoderViT, BaseModule):
     """segment_anything's ViT image encoder with an MMSeg-style tuple output.
@@ -54,7 +72,7 @@ class SAMViT(ImageEncoderViT, BaseModule):
                  out_indices: Sequence[int] = (),
                  interpolate_pos_embed: bool = False,
                  init_cfg: Optional[dict] = None):
-        spec = self._arch_spec(arch)
+        spec = resolve_arch(arch, SAM_VIT_ARCHS, 'SAM ViT')
         # ImageEncoderViT.__init__ reaches BaseModule.__init__ through super() (MRO), with
         # init_cfg=None; init_cfg is set right after.
         ImageEncoderViT.__init__(
@@ -75,18 +93,6 @@ class SAMViT(ImageEncoderViT, BaseModule):
         self.patch_size = 16
         self.out_indices = tuple(i % spec['depth'] for i in out_indices)
         self.interpolate_pos_embed = interpolate_pos_embed
-
-    @staticmethod
-    def _arch_spec(arch: Union[str, dict]) -> dict:
-        """Hyper-parameters of ``arch`` (a name of :data:`SAM_VIT_ARCHS` or a dict)."""
-        if isinstance(arch, dict):
-            missing = set(SAM_VIT_ARCHS['vit-b']) - set(arch)
-            if missing:
-                raise ValueError(f'arch dict lacks {sorted(missing)}')
-            return arch
-        if arch not in SAM_VIT_ARCHS:
-            raise ValueError(f'unknown SAM ViT arch {arch!r}; choose from {sorted(SAM_VIT_ARCHS)}')
-        return SAM_VIT_ARCHS[arch]
 
     def _pos_embed_for(self, grid: Tuple[int, int]) -> Tensor:
         """The absolute position embedding (1, h, w, C) for a token grid (h, w)."""
