@@ -1,7 +1,10 @@
 """The Flexible Local Attention layer shared by every attention variant."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -10,6 +13,35 @@ from torch import Tensor, nn
 from mmhrsam.ops.attention import ATTENTION_BACKENDS, Grid, TokenPartition, block_diagonal_attention, cached_partition
 
 from ..layers.rope import AxialRoPE
+
+
+@dataclass(frozen=True)
+class AttentionInputs:
+    """The queries and keys one attention layer hands to its kernel, for analysis.
+
+    Row ``i`` of ``q`` attends to the keys of its group: groups are consecutive runs of
+    ``partition.q_lengths`` query rows and ``partition.kv_lengths`` key rows. A query row
+    whose ``partition.q_index`` equals ``partition.num_tokens`` is not a token (a KV-padded
+    window's pad slot, or Plain Swin's zero padding): its output is dropped.
+
+    Attributes:
+        q (Tensor): (B, Lq, heads, d) queries in group order, RoPE applied.
+        k (Tensor): (B, Lkv, heads, d) keys in group order, RoPE applied (pad-token keys
+            included where the variant uses them).
+        partition (TokenPartition): the groups and the token of every query / key row.
+        scale (float): softmax scale of ``q @ k^T``.
+        bias (Tensor, optional): (num_groups, lq, lkv) additive score bias of layouts whose
+            groups all have the same size (Plain Swin's -inf roll mask); None for the others.
+    """
+    q: Tensor
+    k: Tensor
+    partition: TokenPartition
+    scale: float
+    bias: Optional[Tensor] = None
+
+
+#: ``observer(layer_name, inputs)``, see :func:`observe_attention`.
+AttentionObserver = Callable[[str, AttentionInputs], None]
 
 
 class FlexibleLocalAttention(BaseModule):
@@ -53,6 +85,8 @@ class FlexibleLocalAttention(BaseModule):
             nn.init.trunc_normal_(self.padding, std=0.02)
         else:
             self.padding = None
+        #: Called with the kernel's inputs on every forward while set (observe_attention).
+        self.attention_observer: Optional[Callable[[AttentionInputs], None]] = None
 
     # ------------------------------------------------------------------ groups
     #: Index-map builder of the variant, a key of ``index_maps.PARTITION_BUILDERS``.
@@ -117,6 +151,11 @@ class FlexibleLocalAttention(BaseModule):
             out = out + 0.0 * self.padding.sum()
         return self.proj(out.flatten(2))
 
+    def _observe(self, q: Tensor, k: Tensor, part: TokenPartition, bias: Optional[Tensor] = None) -> None:
+        """Hand the kernel's inputs to the observer, if any; read-only, numerics unchanged."""
+        if self.attention_observer is not None:
+            self.attention_observer(AttentionInputs(q, k, part, self.scale, bias))
+
     def _attend_over_groups(self, x: Tensor, part: TokenPartition, rope: Optional[AxialRoPE]) -> Tensor:
         """Queries of real tokens in group order; returns (B, L, heads, d) in raster order."""
         B = x.shape[0]
@@ -132,6 +171,7 @@ class FlexibleLocalAttention(BaseModule):
             k, v = kv.unbind(2)
         if rope is not None:
             q, k = rope(q, part.q_pos), rope(k, part.kv_pos)
+        self._observe(q, k, part)
         out_index = None if part.is_identity else part.q_index
         return block_diagonal_attention(q, k, v, part, self.scale, self.backend, out_index=out_index)
 
@@ -145,8 +185,46 @@ class FlexibleLocalAttention(BaseModule):
         q, k, v = self.qkv(x_slots).unflatten(-1, (3, heads, d)).unbind(2)
         if rope is not None:
             q, k = rope(q, part.kv_pos), rope(k, part.kv_pos)
+        self._observe(q, k, part.slot_partition)
         out = block_diagonal_attention(q, k, v, part.slot_partition, self.scale, self.backend)
         return out[:, part.slot_of_token]
 
     def extra_repr(self) -> str:
         return f'embed_dim={self.embed_dim}, num_heads={self.num_heads}, backend={self.backend!r}'
+
+
+@contextlib.contextmanager
+def observe_attention(model: nn.Module, observer: AttentionObserver) -> Iterator[List[str]]:
+    """Call ``observer(name, inputs)`` from every attention layer of ``model`` while inside.
+
+    Every :class:`FlexibleLocalAttention` (any variant) calls it once per forward with the
+    queries and keys exactly as its kernel receives them (:class:`AttentionInputs`), so an
+    analysis sees the model's own numerics (e.g. the attention-score analysis,
+    ``tools/analysis/attention_scores.py``). Attention modules of other kinds (SAM's own
+    window / global blocks) are not observed.
+
+    Args:
+        model (nn.Module): a model holding attention layers.
+        observer (callable): ``observer(layer_name, inputs)``; layer names are
+            ``model.named_modules()``'s.
+
+    Yields:
+        list[str]: the names of the observed layers, in module order.
+
+    Raises:
+        ValueError: ``model`` has no FlexibleLocalAttention layer.
+        RuntimeError: a layer is already being observed.
+    """
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, FlexibleLocalAttention)]
+    if not layers:
+        raise ValueError(f'{type(model).__name__} has no FlexibleLocalAttention layer to observe')
+    busy = [name for name, m in layers if m.attention_observer is not None]
+    if busy:
+        raise RuntimeError(f'attention layers {busy} are already observed')
+    try:
+        for name, m in layers:
+            m.attention_observer = functools.partial(observer, name)
+        yield [name for name, _ in layers]
+    finally:
+        for _, m in layers:
+            m.attention_observer = None

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from mmhrsam.registry import MODELS
 
-from mmhrsam.ops.attention import ATTENTION_BACKENDS, Grid
+from mmhrsam.ops.attention import ATTENTION_BACKENDS, Grid, TokenPartition
 
 from ..layers.rope import AxialRoPE
 from .base import FlexibleLocalAttention
@@ -82,10 +82,10 @@ MODELS.register_module(name='MultiScaleKVPadSwinAttention', module=KVPadSwinAtte
 
 #: Most Plain Swin layouts kept; the oldest is dropped beyond it.
 LAYOUT_CACHE_SIZE = 64
-_LAYOUTS: Dict[tuple, Tuple[Tensor, Tensor]] = {}  # a dict, not lru_cache: see index_maps.cached_partition
+_LAYOUTS: Dict[tuple, Tuple[Tensor, Tensor, Tensor]] = {}  # a dict, not lru_cache: see index_maps.cached_partition
 
 
-def _plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Tensor, Tensor]:
+def _plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Tensor, Tensor, Tensor]:
     key = (h, w, k, s, device)
     if key not in _LAYOUTS:
         if len(_LAYOUTS) >= LAYOUT_CACHE_SIZE:
@@ -94,8 +94,9 @@ def _plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Ten
     return _LAYOUTS[key]
 
 
-def _build_plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Tensor, Tensor]:
-    """Additive mask (nW, k², k²) and RoPE positions (nW*k², 2) of the rolled, padded grid.
+def _build_plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """Additive mask (nW, k², k²), RoPE positions (nW*k², 2) and the token of every slot
+    (nW*k²,) (``h*w`` for zero padding) of the rolled, padded grid.
 
     Tokens carry a region label: in the rolled frame, Swin's three row and column slices
     (``[0, Hp-k)``, ``[Hp-k, Hp-s)``, ``[Hp-s, Hp)``) give 9 regions of tokens that were
@@ -120,7 +121,8 @@ def _build_plain_swin_layout(h: int, w: int, k: int, s: int, device: str) -> Tup
 
     lab = windows(label)
     mask = torch.zeros(lab.shape[0], k * k, k * k).masked_fill(lab[:, :, None] != lab[:, None, :], float('-inf'))
-    return mask.to(device), windows(pos).reshape(-1, 2).to(device)
+    tokens = torch.where(valid, y[:, None] * w + x[None, :], h * w)
+    return mask.to(device), windows(pos).reshape(-1, 2).to(device), windows(tokens).reshape(-1).to(device)
 
 
 @MODELS.register_module()
@@ -158,9 +160,12 @@ class PlainSwinAttention(_WindowAttention):
             xs = torch.roll(xs, (-s, -s), dims=(1, 2))
         xs = xs.view(B, hp // k, k, wp // k, k, C).transpose(2, 3).reshape(B, nw * k * k, C)
         q, kk, v = self.qkv(xs).unflatten(-1, (3, heads, d)).unbind(2)  # (B, nW*k², heads, d)
-        mask, pos = _plain_swin_layout(h, w, k, s, str(x.device))
+        mask, pos, tokens = _plain_swin_layout(h, w, k, s, str(x.device))
         if rope is not None:
             q, kk = rope(q, pos), rope(kk, pos)
+        if self.attention_observer is not None:  # windows as equal groups, the roll mask as bias
+            lengths = (k * k, ) * nw
+            self._observe(q, kk, TokenPartition(tokens, lengths, tokens, lengths, pos, pos, h * w), bias=mask)
 
         def to_windows(t):  # (B, nW*k², heads, d) -> (B*nW, heads, k², d)
             return t.reshape(B * nw, k * k, heads, d).transpose(1, 2)
