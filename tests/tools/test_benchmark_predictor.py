@@ -88,16 +88,15 @@ class Recorder:
 
 
 def check_pass(calls, logits_index):
-    """Call k: k + 1 clicks inside the image, labels 1, 0, 1, ..., call k - 1's logits fed back."""
+    """Call k: k + 1 clicks, labels 1, 0, 1, ..., the clicks of call k - 1 plus one, and call k - 1's
+    logits fed back."""
+    points = [np.asarray(torch.as_tensor(c['points']).cpu(), dtype=float).reshape(-1, 2) for c in calls]
     for k, call in enumerate(calls):
-        points = np.asarray(torch.as_tensor(call['points']).cpu(), dtype=float).reshape(-1, 2)
         labels = np.asarray(torch.as_tensor(call['labels']).cpu()).reshape(-1)
-        assert len(points) == k + 1 and labels.tolist() == [(i + 1) % 2 for i in range(k + 1)]
+        assert len(points[k]) == k + 1 and labels.tolist() == [(i + 1) % 2 for i in range(k + 1)]
         if k:
-            assert np.array_equal(points[:k], prev_points)  # the same clicks plus one
+            assert np.array_equal(points[k][:k], points[k - 1])
             assert call['prev'] is calls[k - 1]['out'][logits_index]
-        prev_points = points
-    return points
 
 
 def test_tiny_run_calls_rows_and_masks(tmp_path, monkeypatch, one_thread):
@@ -167,18 +166,18 @@ def test_sam_tensor_output_matches_its_numpy_api(one_thread):
         assert (mask_t.numpy() != mask_np).mean() < 1e-3  # only pixels at ~0 logits may flip
 
 
-def _row(model, size, spc_np, med_np=None, med_t=None, spc_t=None, kernel=None, set_ms=1.0, precision='default'):
+def _row(model, size, spc_np, med_np=None, med_t=None, spc_t=None, kernel=None, set_ms=1.0, variant='default'):
     predict = dict(numpy=dict(status='ok', spc_ms=spc_np, median_ms=med_np or 1.0, p90_ms=2 * (med_np or 1.0)))
     if med_t is not None:
         predict['tensor'] = dict(status='ok', spc_ms=spc_t, median_ms=med_t, p90_ms=2 * med_t)
-    return dict(model=model, size=size, device='cuda', status='ok', precision=precision, predict=predict,
+    return dict(model=model, size=size, device='cuda', status='ok', variant=variant, precision=variant, predict=predict,
                 gpu_kernel_ms=kernel, gpu_kernel_output='tensor', set_image_ms=set_ms, image='4000x3000')
 
 
 def test_target_checks_by_hand():
     rows = [_row('HRSAM', 2048, spc_np=3.0, med_np=5.0, med_t=1.5, spc_t=2.0, kernel=0.8, set_ms=12.0),
-            _row('SAM-ViT-H', 1024, spc_np=20.0, med_t=9.0, spc_t=8.0, precision='bf16 autocast'),
-            _row('SAM-ViT-H', 1024, spc_np=1.0, precision='fp32')]  # the fp32 row is not the reference
+            _row('SAM-ViT-H', 1024, spc_np=1.0, variant='fp32'),  # the fp32 row is not the reference
+            _row('SAM-ViT-H', 1024, spc_np=20.0, med_t=9.0, spc_t=8.0, variant='bf16')]
     checks = {(c['id'], c['target'].split('[')[-1]): c for c in bp.target_checks(rows)}
     assert checks['1', 'numpy]']['value'] == pytest.approx(0.15) and checks['1', 'numpy]']['status'] == 'PASS'
     assert checks['1', 'tensor]']['value'] == pytest.approx(0.25) and checks['1', 'tensor]']['status'] == 'MISS'
@@ -196,3 +195,16 @@ def test_options_missing_from_the_predictor_are_errors():
     else:
         with pytest.raises(SystemExit, match='no .precision. option'):
             bp.finalize_args(bp.build_parser().parse_args(argv))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_tiny_run_profiles_and_measures_memory(tmp_path):
+    result = bp.main(['--device', 'cuda', '--tiny', '--models', 'HRSAM', 'SAM-ViT-B', '--sizes', '128', '--clicks', '3',
+                      '--images', '1', '--out', str(tmp_path / 'bench.json')])
+    for row in result['results']:
+        assert row['status'] == 'ok', row['reason']
+        assert row['gpu_kernel_ms'] is not None and row['gpu_kernel_ms'] > 0
+        assert row['peak_mib'] >= row['weights_mib'] > 0
+        numpy = row['predict']['numpy']
+        # The CUDA events lie inside the synchronized wall-clock window of each call.
+        assert 0 < numpy['gpu_span_median_ms'] <= numpy['median_ms'] * 1.05 + 0.05

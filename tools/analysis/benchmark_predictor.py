@@ -192,7 +192,7 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
 class Case(NamedTuple):
     model: str
     size: int
-    precision: str  # 'default' (HRSAM: as configured), or SAM's 'bf16' / 'fp32'
+    precision: str  # 'default' (HRSAM: the predictor's, or --hrsam-precision), or the baselines' 'bf16' / 'fp32'
     skip: str = ''
 
 
@@ -470,10 +470,10 @@ def free_memory(device: torch.device) -> None:
 
 def base_row(case: Case, args, device: torch.device) -> Dict:
     return dict(model=case.model, family=PREDICTORS[case.model][0], size=case.size, embed_grid=case.size // 16,
-                image='x'.join(map(str, args.image_size)), device=device.type, precision=case.precision,
-                options=None, status='ok', reason='', build_s=None, first_set_image_ms=None, first_predict_ms=None,
-                set_image_ms=None, set_image_ms_all=None, predict={}, gpu_kernel_ms=None, gpu_kernel_output=None,
-                weights_mib=None, peak_mib=None)
+                image='x'.join(map(str, args.image_size)), device=device.type, variant=case.precision,
+                precision=case.precision, options=None, status='ok', reason='', build_s=None,
+                first_set_image_ms=None, first_predict_ms=None, set_image_ms=None, set_image_ms_all=None, predict={},
+                gpu_kernel_ms=None, gpu_kernel_output=None, weights_mib=None, peak_mib=None)
 
 
 def run_case(case: Case, args, device: torch.device, images: List[np.ndarray]) -> Dict:
@@ -536,7 +536,7 @@ def measure(session: Session, row: Dict, args, device: torch.device, images: Lis
 def _find(rows: Sequence[Dict], model: str, size: int, device: str = 'cuda', fp32: bool = False) -> Optional[Dict]:
     for r in rows:
         if (r['model'], r['size'], r['device'], r['status']) == (model, size, device, 'ok') \
-                and (r['precision'] == 'fp32') == fp32:
+                and (r['variant'] == 'fp32') == fp32:
             return r
     return None
 
