@@ -2,15 +2,15 @@
 
 What an annotator feels, measured through the public predictor APIs on random weights:
 
-==============  =================================================================  ===========
-label           predictor                                                          sizes
-==============  =================================================================  ===========
-HRSAM           ``mmhrsam.apis.HRSAMPredictor``, configs/hrsam/hrsam_vit-b_2048.py  ``--sizes``
-HRSAM++         the same, configs/hrsam_plusplus/hrsam-plusplus_vit-b_2048.py       ``--sizes``
-SAM-ViT-B       segment_anything's ``SamPredictor``, ``sam_model_registry['vit_b']``  1024
-SAM-ViT-H       the same with ``sam_model_registry['vit_h']``                        1024
-SAM2.1-B+       sam2's ``SAM2ImagePredictor``, ``configs/sam2.1/sam2.1_hiera_b+.yaml``  1024
-==============  =================================================================  ===========
+==========  ====================================================================  ===========
+label       predictor                                                             sizes
+==========  ====================================================================  ===========
+HRSAM       ``mmhrsam.apis.HRSAMPredictor``, configs/hrsam/hrsam_vit-b_2048.py     ``--sizes``
+HRSAM++     the same, configs/hrsam_plusplus/hrsam-plusplus_vit-b_2048.py          ``--sizes``
+SAM-ViT-B   segment_anything's ``SamPredictor``, ``sam_model_registry['vit_b']``  1024
+SAM-ViT-H   the same with ``sam_model_registry['vit_h']``                          1024
+SAM2.1-B+   sam2's ``SAM2ImagePredictor``, ``configs/sam2.1/sam2.1_hiera_b+.yaml``  1024
+==========  ====================================================================  ===========
 
 SAM 2.1 runs where the ``sam2`` package is importable (else a ``skipped`` row); it is built
 with ``sam2.build_sam.build_sam2(config, ckpt_path=None)``, i.e. random weights.
@@ -506,6 +506,8 @@ def measure(session: Session, row: Dict, args, device: torch.device, images: Lis
     width, height = args.image_size
     points, labels = click_sequence(args.clicks, width, height)
     outputs = [o for o in args.outputs if not session.outputs[o]]
+    if not outputs:
+        raise ValueError(f'none of --outputs {args.outputs} is available: {session.outputs}')
     _, first_set_ms, _ = timed(lambda: session.set_image(images[0]), device)
     row['first_predict_ms'] = {}
     for output in outputs:  # warm-up passes (compilation, graph capture, caches)
