@@ -208,3 +208,37 @@ def test_cuda_tiny_run_profiles_and_measures_memory(tmp_path):
         numpy = row['predict']['numpy']
         # The CUDA events lie inside the synchronized wall-clock window of each call.
         assert 0 < numpy['gpu_span_median_ms'] <= numpy['median_ms'] * 1.05 + 0.05
+
+
+class OptionsPredictor(HRSAMPredictor):
+    """A stand-in for the predictor with the precision / compile / return_numpy options, so the
+    benchmark's use of them is tested whether or not this checkout's predictor has them yet."""
+    made = []
+
+    def __init__(self, *args, precision='auto', compile='auto', **kwargs):
+        super().__init__(*args, **kwargs)
+        self.precision, self.compile, self.returned = precision, compile, []
+        OptionsPredictor.made.append(self)
+
+    def predict(self, points, labels, prev_logits=None, return_logits=False, return_numpy=True):
+        mask, logits, score = super().predict(points, labels, prev_logits, return_logits)
+        mask = mask if return_numpy else torch.from_numpy(mask).to(self.device)
+        self.returned.append(type(mask))
+        return mask, logits, score
+
+
+def test_predictor_options_are_passed_and_recorded(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setattr(bp, 'HRSAMPredictor', OptionsPredictor)
+    OptionsPredictor.made.clear()
+    result = bp.main(['--device', 'cpu', '--tiny', '--models', 'HRSAM', '--sizes', '64', '--clicks', '2', '--images',
+                      '1', '--hrsam-precision', 'bf16', '--hrsam-compile', 'off', '--out', str(tmp_path / 'b.json')])
+    row = result['results'][0]
+    assert row['status'] == 'ok', row['reason']
+    assert row['options']['passed'] == dict(precision='bf16', compile=False)
+    assert row['options']['available'] == dict(precision=True, compile=True, return_numpy=True)
+    assert row['precision'] == 'bf16' and result['env']['hrsam_predictor_options']['return_numpy']
+    (predictor,) = OptionsPredictor.made
+    assert (predictor.precision, predictor.compile) == ('bf16', False)
+    # Warm-up and timed image: one NumPy pass then one tensor pass of 2 clicks each.
+    assert predictor.returned == [np.ndarray] * 2 + [torch.Tensor] * 2 + [np.ndarray] * 2 + [torch.Tensor] * 2
+    assert row['predict']['tensor']['status'] == 'ok' and row['predict']['tensor']['n'] == 2
