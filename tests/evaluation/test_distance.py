@@ -38,35 +38,38 @@ def test_empty_and_full_batch():
     assert out[1].max().item() == 9 and out[1, 3, 3].item() == 9  # 6x7: centre rows 2,3 col 3
 
 
+@pytest.mark.parametrize('method', ['offsets', 'window'])
 @pytest.mark.parametrize('seed', range(4))
-def test_against_brute_force(seed):
+def test_against_brute_force(seed, method):
     rng = np.random.default_rng(seed)
     for _ in range(15):
         h, w = rng.integers(1, 25, 2)
         masks = np.stack([random_mask(rng, h, w) for _ in range(3)])
-        out = squared_distance_transform(torch.from_numpy(masks)).numpy()
+        out = squared_distance_transform(torch.from_numpy(masks), method=method).numpy()
         for b in range(3):
             expected = brute_sq_dt(masks[b])
             np.testing.assert_array_equal(out[b], expected)
             np.testing.assert_array_equal(squared_distance_transform_np(masks[b]), expected)
 
 
+@pytest.mark.parametrize('method', ['offsets', 'window'])
 @pytest.mark.parametrize('shape', [(200, 300), (300, 200), (64, 64), (1, 300), (200, 1)])
-def test_against_scipy(shape):
+def test_against_scipy(shape, method):
     rng = np.random.default_rng(sum(shape))
     masks = np.stack([random_mask(rng, *shape) for _ in range(3)])
     masks[0] = True  # one all-object sample: the largest distances, all from the border
-    out = squared_distance_transform(torch.from_numpy(masks)).numpy()
+    out = squared_distance_transform(torch.from_numpy(masks), method=method).numpy()
     for b in range(3):
         np.testing.assert_array_equal(out[b], scipy_sq_dt(masks[b]))
         np.testing.assert_array_equal(squared_distance_transform_np(masks[b]), out[b])
 
 
+@pytest.mark.parametrize('method', ['offsets', 'window'])
 @pytest.mark.parametrize('chunk', [1, 3, 64])
-def test_chunk_size_does_not_change_result(chunk):
+def test_chunk_size_does_not_change_result(chunk, method):
     yy, xx = np.indices((90, 70))
     disk = (yy - 40) ** 2 + (xx - 30) ** 2 < 33 ** 2
-    out = squared_distance_transform(torch.from_numpy(disk)[None], chunk=chunk)[0].numpy()
+    out = squared_distance_transform(torch.from_numpy(disk)[None], chunk=chunk, method=method)[0].numpy()
     np.testing.assert_array_equal(out, scipy_sq_dt(disk))
 
 
@@ -75,3 +78,28 @@ def test_rejects_bad_input():
         squared_distance_transform(torch.ones(4, 4, dtype=torch.bool))
     with pytest.raises(ValueError):
         squared_distance_transform(torch.ones(1, 4, 4))
+    with pytest.raises(ValueError, match='method'):
+        squared_distance_transform(torch.ones(1, 4, 4, dtype=torch.bool), method='fast')
+
+
+def test_window_uses_few_kernels_and_syncs():
+    """The GPU path's point: a 256² batch in a few chunks (kernel and host-copy counts)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    yy, xx = np.indices((256, 256))
+    disks = np.stack([(yy - 128) ** 2 + (xx - 128) ** 2 < r ** 2 for r in (40, 60, 90, 120)])
+    copies = []
+    original = torch.Tensor.tolist
+    with Count(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.Tensor, 'tolist', lambda t: copies.append(1) or original(t))
+        out = squared_distance_transform(torch.from_numpy(disks), method='window').numpy()
+    for b in range(4):
+        np.testing.assert_array_equal(out[b], scipy_sq_dt(disks[b]))
+    assert len(copies) <= 8 and Count.calls < 200  # per offset it would be ~1000 kernels

@@ -60,10 +60,14 @@ class ClickSegmentor(InteractiveSAM):
         self.gamma, self.max_sim_iters = float(gamma), int(max_sim_iters)
         self.click_threshold = click_threshold
 
-    def draw_num_iters(self, batch: int, device: torch.device) -> Tensor:
-        """(B,) int64 k ~ P(k) ∝ gamma^k, k = 0..max_sim_iters (torch's global RNG)."""
+    def draw_num_iters(self, batch: int) -> Tensor:
+        """(B,) int64 k ~ P(k) ∝ gamma^k, k = 0..max_sim_iters, on the CPU (torch's global RNG).
+
+        On the CPU so that the number of simulation steps, ``max k``, is known to the host
+        without waiting for the device.
+        """
         probs = self.gamma ** torch.arange(self.max_sim_iters + 1, dtype=torch.float64)
-        return torch.multinomial(probs / probs.sum(), batch, replacement=True).to(device)
+        return torch.multinomial(probs / probs.sum(), batch, replacement=True)
 
     @torch.no_grad()
     def simulate_clicks(self, embeddings: Tensor, target: Tensor, valid: Tensor, num_iters: Tensor
@@ -74,7 +78,8 @@ class ClickSegmentor(InteractiveSAM):
             embeddings (Tensor): (B, 256, h, w), detached.
             target (Tensor): (B, H, W) bool object mask in the input frame.
             valid (Tensor): (B, H, W) bool, False on padding / unknown pixels.
-            num_iters (Tensor): (B,) k per sample.
+            num_iters (Tensor): (B,) k per sample; on the CPU (as :meth:`draw_num_iters`
+                gives it) the loop length costs no device sync.
 
         Returns:
             tuple: points (B, 1 + max k, 2) (x, y), labels (B, 1 + max k) with -1 for
@@ -82,24 +87,29 @@ class ClickSegmentor(InteractiveSAM):
             their validity (B,) (False for k = 0).
         """
         batch, (height, width) = target.shape[0], target.shape[-2:]
+        device = target.device
+        steps = int(num_iters.max()) if batch else 0  # no device sync: k is drawn on the CPU
+        num_iters = num_iters.to(device, non_blocking=True)
         clicked = torch.zeros_like(target)
-        empty = torch.zeros_like(target)
         xs_list: List[Tensor] = []
         ys_list: List[Tensor] = []
         labels_list: List[Tensor] = []
 
         def add(ys, xs, positive, take):
-            labels_list.append(torch.where(take, positive.long(), torch.full_like(ys, -1)))
-            ys_list.append(torch.where(take, ys, torch.zeros_like(ys)))
-            xs_list.append(torch.where(take, xs, torch.zeros_like(xs)))
-            idx = torch.nonzero(take).flatten()
-            clicked[idx, ys[idx], xs[idx]] = True
+            labels_list.append(torch.where(take, positive.long(), -1))
+            ys_list.append(torch.where(take, ys, 0))
+            xs_list.append(torch.where(take, xs, 0))
+            # Mark the clicks without a data-dependent index (no host sync): samples that
+            # take no click write their pixel 0's own value back.
+            flat = clicked.view(batch, height * width)
+            idx = torch.where(take, ys * width + xs, 0).view(batch, 1)
+            flat.scatter_(1, idx, flat.gather(1, idx) | take.view(batch, 1))
 
-        ys, xs, positive, has = sample_click_torch(empty, target, clicked, valid, first=True)
-        add(ys.long(), xs.long(), positive, has)
+        ys, xs, positive, has = sample_click_torch(torch.zeros_like(target), target, clicked, valid, first=True)
+        add(ys, xs, positive, has)
         prev = embeddings.new_zeros(batch, 1, 4 * embeddings.shape[-2], 4 * embeddings.shape[-1])
-        prev_valid = torch.zeros(batch, dtype=torch.bool, device=target.device)
-        for step in range(int(num_iters.max().item()) if batch else 0):
+        prev_valid = torch.zeros(batch, dtype=torch.bool, device=device)
+        for step in range(steps):
             active = num_iters > step
             points = torch.stack([torch.stack(xs_list, 1), torch.stack(ys_list, 1)], -1).float()
             low, _ = self.decode(embeddings, points, torch.stack(labels_list, 1), prev, prev_valid)
@@ -108,7 +118,7 @@ class ClickSegmentor(InteractiveSAM):
             pred = (self.upsample_logits(low, (height, width))[:, 0] > 0) & valid
             ys, xs, positive, has = sample_click_torch(pred, target, clicked, valid,
                                                        threshold=self.click_threshold)
-            add(ys.long(), xs.long(), positive, has & active)
+            add(ys, xs, positive, has & active)
         points = torch.stack([torch.stack(xs_list, 1), torch.stack(ys_list, 1)], -1).float()
         return points, torch.stack(labels_list, 1), prev, prev_valid
 
@@ -120,7 +130,7 @@ class ClickSegmentor(InteractiveSAM):
                              'differ in size: pad both with the data preprocessor')
         valid, target = gt[:, 0] != 255, gt[:, 0] == 1
         embeddings = self.extract_feat(inputs)
-        num_iters = self.draw_num_iters(inputs.shape[0], inputs.device)
+        num_iters = self.draw_num_iters(inputs.shape[0])
         points, labels, prev, prev_valid = self.simulate_clicks(embeddings.detach(), target, valid, num_iters)
         low, _ = self.decode(embeddings, points, labels, prev, prev_valid)
         logits = self.upsample_logits(low, tuple(inputs.shape[-2:]))

@@ -127,6 +127,23 @@ def test_batch_equals_per_sample(sam_and_head):
         torch.testing.assert_close(iou[i:i + 1], one_iou)
 
 
+def test_batch_gradients_equal_per_sample(sam_and_head):
+    """The batched decoder call (one call for B images) gives the per-sample gradients."""
+    _, head = sam_and_head
+    torch.manual_seed(4)
+    embeddings = torch.randn(2, 256, 16, 16, requires_grad=True)
+    points, labels = random_clicks(2, 3, 256, seed=5)
+    prev = torch.randn(2, 1, 64, 64)
+    logits, iou = head(embeddings, points, labels, prev)
+    (logits.square().mean() + iou.sum()).backward()
+    for i in range(2):
+        one = embeddings[i:i + 1].detach().requires_grad_(True)
+        one_logits, one_iou = head(one, points[i:i + 1], labels[i:i + 1], prev[i:i + 1])
+        # the batch loss averages over 2 samples' logits: the same per-sample weight
+        (one_logits.square().sum() / logits.numel() + one_iou.sum()).backward()
+        torch.testing.assert_close(embeddings.grad[i:i + 1], one.grad)
+
+
 @torch.no_grad()
 def test_prev_valid_selects_no_mask(sam_and_head):
     _, head = sam_and_head

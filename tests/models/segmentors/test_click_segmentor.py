@@ -21,7 +21,7 @@ def edt_with_border(region):
 def test_number_of_simulated_steps_follows_gamma_power_k(tiny_parts):
     model = build(tiny_parts, gamma=0.6, max_sim_iters=20)
     torch.manual_seed(0)
-    k = model.draw_num_iters(40000, torch.device('cpu')).numpy()
+    k = model.draw_num_iters(40000).numpy()
     expected = 0.6 ** np.arange(21)
     expected /= expected.sum()
     observed = np.bincount(k, minlength=21) / k.size
@@ -97,3 +97,94 @@ def test_gt_of_another_size_is_an_error(tiny_parts):
     s.gt_mask = torch.zeros(1, 32, 32, dtype=torch.uint8)
     with pytest.raises(ValueError, match='pad both'):
         model(torch.randn(1, 3, 64, 64), [s], mode='loss')
+
+
+def disk_decoder(size):
+    """A deterministic stand-in decoder: +1 within 6 px of a positive click, -1 elsewhere and
+    within 3 px of a negative click; at the input resolution (4h = H), so the upsampling is
+    the identity. Per sample, so the reference can call it one sample at a time."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
+
+    def decode(emb, points, labels, prev, prev_valid):
+        out = torch.full((points.shape[0], 1, size, size), -1.0)
+        for b in range(points.shape[0]):
+            for (x, y), label in zip(points[b].tolist(), labels[b].tolist()):
+                near = (yy - y) ** 2 + (xx - x) ** 2
+                if label == 1:
+                    out[b, 0][near <= 36] = 1.0
+                elif label == 0:
+                    out[b, 0][near <= 9] = -1.0
+        return out, None
+    return decode
+
+
+def reference_clicks(decode, target, valid, num_iters, seed):
+    """The click rule by hand, one sample and one click at a time (scipy's EDT, squared and
+    rounded back to integers; exact at these sizes). The k-th later click takes the
+    floor(u * count)-th candidate in row-major order, u the sample's entry of the step's
+    batch of torch.rand(B, float64) draws: the documented sampling contract."""
+    torch.manual_seed(seed)
+    batch = target.shape[0]
+    steps = int(num_iters.max())
+    draws = [torch.rand(batch, dtype=torch.float64) for _ in range(steps)]
+    clicks = []
+    for b in range(batch):
+        gt, ok = target[b].numpy(), valid[b].numpy()
+        clicked, mine = np.zeros_like(gt), []
+        pred = np.zeros_like(gt)
+        for step in range(steps + 1):
+            if step > num_iters[b]:
+                mine.append(None)
+                continue
+            if step > 0:
+                pts = torch.tensor([[[c[1], c[0]] if c else [0, 0] for c in mine]]).float()
+                lab = torch.tensor([[(1 if c[2] else 0) if c else -1 for c in mine]])
+                pred = (decode(None, pts, lab, None, None)[0][0, 0] > 0).numpy() & ok
+            fn = np.rint(edt_with_border(gt & ~pred & ok & ~clicked) ** 2).astype(np.int64)
+            fp = np.rint(edt_with_border(pred & ~gt & ok & ~clicked) ** 2).astype(np.int64)
+            positive = fn.max() > fp.max()
+            d2 = fn if positive else fp
+            if d2.max() == 0:
+                mine.append(None)
+                continue
+            if step == 0:
+                flat = int(np.argmax(d2))
+            else:
+                cand = np.flatnonzero(289 * d2 > 100 * d2.max())
+                flat = int(cand[min(int(draws[step - 1][b] * cand.size), cand.size - 1)])
+            y, x = divmod(flat, gt.shape[1])
+            clicked[y, x] = True
+            mine.append((y, x, bool(positive)))
+        clicks.append(mine)
+    return clicks
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_simulated_clicks_equal_a_per_sample_loop(tiny_parts, monkeypatch, seed):
+    """The batched simulation (one distance transform for the batch, no host syncs) clicks
+    exactly where the per-sample rule does, with random masks, padding, an empty target
+    (no click at all) and samples that stop early."""
+    size = 48
+    model = build(tiny_parts)
+    decode = disk_decoder(size)
+    monkeypatch.setattr(model, 'decode', decode)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices((size, size))
+    target = np.zeros((4, size, size), dtype=bool)
+    for b in range(3):
+        for _ in range(3):
+            cy, cx, r = rng.integers(5, size - 5), rng.integers(5, size - 5), rng.integers(4, 14)
+            target[b] |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    target[2] ^= rng.random((size, size)) < 0.05  # ragged regions: many distance ties
+    valid = np.ones_like(target)
+    valid[1, :, 40:] = False
+    target, valid = torch.from_numpy(target & valid), torch.from_numpy(valid)  # sample 3: empty
+    num_iters = torch.tensor([5, 2, 6, 3])
+    torch.manual_seed(100 + seed)
+    points, labels, _, prev_valid = model.simulate_clicks(torch.zeros(4, 8, size // 4, size // 4), target,
+                                                          valid, num_iters)
+    expected = reference_clicks(decode, target, valid, num_iters, 100 + seed)
+    got = [[(int(y), int(x), bool(lab)) if lab >= 0 else None
+            for (x, y), lab in zip(points[b].long().tolist(), labels[b].tolist())] for b in range(4)]
+    assert got == expected
+    assert labels[3].tolist() == [-1] * 7 and prev_valid.tolist() == [True, True, True, True]
