@@ -302,9 +302,9 @@ def sweep_custom(results: dict, args_bf16, warmup: int, repeats: int, tunings, b
         log(f'  {row} ({time.time() - t0:.0f}s incl. compile)')
 
 
-def main():
+def configure(args: argparse.Namespace) -> dict:
+    """Apply ``--smoke`` (tiny CPU sizes), check the device, and start the results dict."""
     global CHANNELS, LENGTHS, GRAD_REF_LENGTH, DEVICE
-    args = parse_args()
     if args.smoke:
         CHANNELS, LENGTHS, GRAD_REF_LENGTH, DEVICE = 8, (48, 192), 24, 'cpu'
         args.repeats, args.warmup = 1, 0
@@ -315,14 +315,109 @@ def main():
     class _Cpu:
         name, multi_processor_count = 'cpu (Triton interpreter)', 4
     dev = torch.cuda.get_device_properties(0) if DEVICE == 'cuda' else _Cpu
-    results = dict(device=dev.name, sms=dev.multi_processor_count, torch=torch.__version__, triton=triton.__version__,
-                   batch=args.batch, channels=CHANNELS, d_state=D_STATE, checks={}, first_call_s={}, sweep=[],
-                   timings=[], targets={}, mamba_reference_ms=MAMBA_REFERENCE, lengths=list(LENGTHS),
-                   smoke=args.smoke)
-    from mmhrsam.ops.selective_scan.triton_scan import default_config
     log(f'{dev.name} ({dev.multi_processor_count} SMs), torch {torch.__version__}, triton {triton.__version__}')
-    t_start = time.time()
+    return dict(device=dev.name, sms=dev.multi_processor_count, torch=torch.__version__, triton=triton.__version__,
+                batch=args.batch, channels=CHANNELS, d_state=D_STATE, checks={}, first_call_s={}, sweep=[],
+                timings=[], targets={}, mamba_reference_ms=MAMBA_REFERENCE, lengths=list(LENGTHS),
+                smoke=args.smoke)
 
+
+def dtype_tag(dtype: torch.dtype) -> str:
+    return str(dtype).replace('torch.', '').replace('float32', 'fp32').replace('bfloat16', 'bf16')
+
+
+def time_one(name: str, run: Callable, args: argparse.Namespace) -> float:
+    """Median ms of ``run``; the chunked backend gets one call first and, when that took
+    seconds, only that call is reported."""
+    if name != 'chunked':
+        return time_ms(run, args.warmup, args.repeats)
+    ms = time_ms(run, 0, 1)
+    return time_ms(run, 0, 3) if ms < 2000 else ms
+
+
+def timing_row(name: str, what: str, ms: float, inputs, backward: bool, length: int, tag: str) -> dict:
+    """A timings row: bandwidth, state-update rate and the exp-throughput floors."""
+    updates = inputs[0].shape[0] * CHANNELS * D_STATE * length
+    row = dict(backend=name, what=what, ms=ms, length=length, dtype=tag, backward=backward,
+               GBps=io_bytes(inputs, backward) / ms / 1e6, Gupdates_per_s=updates / ms / 1e6)
+    passes = (5 if backward else 2) if name == 'triton' else 1
+    row['exp_floor_ms'] = updates / EXP_RATE * 1e3  # one exp per update, one pass
+    row['design_floor_ms'] = passes * row['exp_floor_ms']
+    return row
+
+
+def time_backends(results: dict, args: argparse.Namespace, fns: Dict[str, Callable]) -> None:
+    """Forward and forward + backward of every backend at every length and dtype."""
+    from mmhrsam.ops.selective_scan.triton_scan import default_config
+    for length in LENGTHS:
+        for dtype in (torch.float32, torch.bfloat16):
+            tag = dtype_tag(dtype)
+            inputs = make_inputs(args.batch, length, dtype, seed=7)
+            dy = torch.randn(inputs[0].shape, device=DEVICE, dtype=dtype)
+            for name, fn in fns.items():
+                for backward in (False, True):
+                    if name == 'chunked' and (backward and (length > LENGTHS[0] or dtype != torch.float32)):
+                        continue  # minutes per call; one fp32 point is enough for the comparison
+                    what = f'{"fwd+bwd" if backward else "fwd"} {tag} L={length}'
+                    t0 = time.time()
+                    try:
+                        run = call(fn, inputs, backward, dy)
+                        ms = time_one(name, run, args)
+                    except Exception as e:  # noqa: BLE001
+                        log(f'  {name:9s} {what}: failed {type(e).__name__}: {e}')
+                        continue
+                    row = timing_row(name, what, ms, inputs, backward, length, tag)
+                    if name == 'triton' and not backward:
+                        row['graph_ms'] = graph_ms(run, args.repeats)
+                        row['config'] = default_config(inputs[0], D_STATE)._asdict()
+                    results['timings'].append(row)
+                    graph = f' graph {row["graph_ms"]:.3f}' if row.get('graph_ms') else ''
+                    log(f'  {name:9s} {what:22s} {ms:9.3f} ms{graph}  {row["GBps"]:7.0f} GB/s  '
+                        f'{row["Gupdates_per_s"]:7.0f} G upd/s  (exp floor {row["exp_floor_ms"]:.3f} ms, '
+                        f'{time.time() - t0:.0f}s)')
+            del inputs, dy
+            torch.cuda.empty_cache()
+
+
+def ms_of(results: dict, what: str, backend: str = 'triton') -> Optional[float]:
+    return next((r['ms'] for r in results['timings'] if r['backend'] == backend and r['what'] == what), None)
+
+
+def check_targets(results: dict) -> None:
+    """:data:`TARGETS` against the triton rows (lengths named as at full size, run at this run's)."""
+    small, large = LENGTHS
+    for key, limit in TARGETS.items():
+        key_here = key.replace('49152', str(small)).replace('196608', str(large))
+        if key.startswith('scaling'):
+            what = key.split(' ', 1)[1].rsplit(' ', 1)[0]
+            a, b = ms_of(results, f'{what} L={large}'), ms_of(results, f'{what} L={small}')
+            value = None if a is None or b is None else a / b
+        else:
+            value = ms_of(results, key_here)
+        ok = value is not None and value <= limit
+        results['targets'][key] = dict(value=value, limit=limit, ok=ok)
+        shown = 'n/a' if value is None else f'{value:.3f}'
+        log(f'  {"PASS" if ok else "MISS"}  {key:38s} {shown:>8s}  (<= {limit})')
+
+
+def log_table(results: dict, names: List[str]) -> None:
+    """A markdown table: one row per case, one column per backend, plus the triton extras."""
+    whats = sorted({r['what'] for r in results['timings']}, key=lambda w: (int(w.rsplit('=', 1)[1]), w))
+    log('| case | ' + ' | '.join(names) + ' | triton graph | ref. mamba-ssm | triton G upd/s | exp floor |')
+    log('|---|' + '---:|' * (len(names) + 4))
+    for what in whats:
+        cells = [ms_of(results, what, n) for n in names]
+        tri_row = next((r for r in results['timings'] if r['backend'] == 'triton' and r['what'] == what), {})
+        log(f'| {what} | ' + ' | '.join('–' if c is None else f'{c:.3f}' for c in cells) +
+            f' | {tri_row.get("graph_ms") and round(tri_row["graph_ms"], 3) or "–"}'
+            f' | {MAMBA_REFERENCE.get(what, "–")} | {tri_row.get("Gupdates_per_s", 0):.0f}'
+            f' | {tri_row.get("exp_floor_ms", 0):.3f} |')
+
+
+def main():
+    args = parse_args()
+    results = configure(args)
+    t_start = time.time()
     log('== first-call latency')
     first_call_latency(results)
     if not args.no_check:
@@ -333,83 +428,16 @@ def main():
         log('== forward configuration sweep (bf16, L=49152)')
         sweep(results, make_inputs(args.batch, LENGTHS[0], torch.bfloat16), args.warmup, args.repeats,
               json.loads(args.sweep_json) if args.sweep_json else None, args.sweep_bwd)
-
     if args.profile:
         log('== per-kernel profile')
         profile_kernels(results, args.batch)
     log('== timings')
     fns = backends(args.backends)
-    for length in LENGTHS:
-        for dtype in (torch.float32, torch.bfloat16):
-            tag = str(dtype).replace('torch.', '').replace('float32', 'fp32').replace('bfloat16', 'bf16')
-            inputs = make_inputs(args.batch, length, dtype, seed=7)
-            cfg = default_config(inputs[0], D_STATE)
-            dy = torch.randn(inputs[0].shape, device=DEVICE, dtype=dtype)
-            updates = args.batch * CHANNELS * D_STATE * length
-            for name, fn in fns.items():
-                for backward in (False, True):
-                    if name == 'chunked' and (backward and (length > LENGTHS[0] or dtype != torch.float32)):
-                        continue  # minutes per call; one fp32 point is enough for the comparison
-                    what = f'{"fwd+bwd" if backward else "fwd"} {tag} L={length}'
-                    slow = name == 'chunked'
-                    t0 = time.time()
-                    try:
-                        run = call(fn, inputs, backward, dy)
-                        if slow:  # one call first; when it takes seconds, report that single call
-                            ms = time_ms(run, 0, 1)
-                            if ms < 2000:
-                                ms = time_ms(run, 0, 3)
-                        else:
-                            ms = time_ms(run, args.warmup, args.repeats)
-                    except Exception as e:  # noqa: BLE001
-                        log(f'  {name:9s} {what}: failed {type(e).__name__}: {e}')
-                        continue
-                    row = dict(backend=name, what=what, ms=ms, length=length, dtype=tag, backward=backward,
-                               GBps=io_bytes(inputs, backward) / ms / 1e6, Gupdates_per_s=updates / ms / 1e6)
-                    passes = (5 if backward else 2) if name == 'triton' else 1
-                    row['exp_floor_ms'] = updates / EXP_RATE * 1e3  # one exp per update, one pass
-                    row['design_floor_ms'] = passes * row['exp_floor_ms']
-                    if name == 'triton' and not backward:
-                        row['graph_ms'] = graph_ms(run, args.repeats)
-                        row['config'] = cfg._asdict()
-                    results['timings'].append(row)
-                    graph = f' graph {row["graph_ms"]:.3f}' if row.get('graph_ms') else ''
-                    log(f'  {name:9s} {what:22s} {ms:9.3f} ms{graph}  {row["GBps"]:7.0f} GB/s  '
-                        f'{row["Gupdates_per_s"]:7.0f} G upd/s  (exp floor {row["exp_floor_ms"]:.3f} ms, '
-                        f'{time.time() - t0:.0f}s)')
-            del inputs, dy
-            torch.cuda.empty_cache()
-
-    def ms_of(what, backend='triton'):
-        return next((r['ms'] for r in results['timings'] if r['backend'] == backend and r['what'] == what), None)
-
+    time_backends(results, args, fns)
     log('== targets')
-    small, large = LENGTHS
-    for key, limit in TARGETS.items():
-        key_here = key.replace('49152', str(small)).replace('196608', str(large))
-        if key.startswith('scaling'):
-            what = key.split(' ', 1)[1].rsplit(' ', 1)[0]
-            a, b = ms_of(f'{what} L={large}'), ms_of(f'{what} L={small}')
-            value = None if a is None or b is None else a / b
-        else:
-            value = ms_of(key_here)
-        ok = value is not None and value <= limit
-        results['targets'][key] = dict(value=value, limit=limit, ok=ok)
-        shown = 'n/a' if value is None else f'{value:.3f}'
-        log(f'  {"PASS" if ok else "MISS"}  {key:38s} {shown:>8s}  (<= {limit})')
-
+    check_targets(results)
     log('== table (ms; eager CUDA-event median; "graph" = CUDA-graph replay of the triton forward)')
-    whats = sorted({r['what'] for r in results['timings']}, key=lambda w: (int(w.rsplit('=', 1)[1]), w))
-    names = list(fns)
-    log('| case | ' + ' | '.join(names) + ' | triton graph | ref. mamba-ssm | triton G upd/s | exp floor |')
-    log('|---|' + '---:|' * (len(names) + 4))
-    for what in whats:
-        cells = [ms_of(what, n) for n in names]
-        tri_row = next((r for r in results['timings'] if r['backend'] == 'triton' and r['what'] == what), {})
-        log(f'| {what} | ' + ' | '.join('–' if c is None else f'{c:.3f}' for c in cells) +
-            f' | {tri_row.get("graph_ms") and round(tri_row["graph_ms"], 3) or "–"}'
-            f' | {MAMBA_REFERENCE.get(what, "–")} | {tri_row.get("Gupdates_per_s", 0):.0f}'
-            f' | {tri_row.get("exp_floor_ms", 0):.3f} |')
+    log_table(results, list(fns))
     results['wall_s'] = time.time() - t_start
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:

@@ -84,6 +84,32 @@ def _carry_from(local: Tensor, decay: Tensor, start: Tensor, batch: int) -> Tupl
     return torch.stack(states[:-1]).flatten(0, 1), states[-1]
 
 
+def _time_steps(delta: Tensor, delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
+    """(batch, D, L) float32 time steps: ``delta`` plus its bias, through softplus if asked."""
+    dt = delta.float() if delta_bias is None else delta.float() + delta_bias.float()[:, None]
+    return F.softplus(dt) if delta_softplus else dt
+
+
+def _weighted_entry(final: Tensor, period_decay: Tensor, gamma: Tensor, zero: Tensor) -> Tuple[Tensor, Tensor]:
+    """The copies' entry states weighted by gamma, and the weights' sum.
+
+    With ``h_0 = 0`` and ``h_r = P * h_{r-1} + F`` the state entering copy r, returns
+    ``H = sum_r gamma_r h_r`` (batch, D, N) and ``G = sum_r gamma_r`` (D, 1).
+
+    Args:
+        final (Tensor): (batch, D, N) ``F``, the state one copy leaves from a zero start.
+        period_decay (Tensor): (batch, D, N) ``P``, the decay over one copy.
+        gamma (Tensor): (D, R) float32 weights of the copies.
+        zero (Tensor): (batch, D, N) zeros, ``h_0``.
+    """
+    entry = weighted = zero
+    for r in range(int(gamma.shape[1])):
+        if r:
+            entry = period_decay * entry + final
+        weighted = weighted + gamma[None, :, r, None] * entry
+    return weighted, gamma.sum(1)[:, None]
+
+
 def export_cycle_selective_scan(u: Tensor,
                                 delta: Tensor,
                                 A: Tensor,
@@ -117,9 +143,7 @@ def export_cycle_selective_scan(u: Tensor,
     batch, length = int(u.shape[0]), int(u.shape[2])  # static under tracing: baked into the graph
     chunk_size = chunk_size or default_chunk_size(length)
     acc = torch.float32
-    dt = delta.to(acc) if delta_bias is None else delta.to(acc) + delta_bias.to(acc)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
+    dt = _time_steps(delta, delta_bias, delta_softplus)  # (b, D, L) float32
     u32, A32, gamma32 = u.to(acc), A.to(acc), gamma.to(acc)
     dt_c, dtu_c = _to_chunks(dt, chunk_size, acc), _to_chunks(dt * u32, chunk_size, acc)  # (T, nC*b, D)
     Bt, Ct = _to_chunks(B, chunk_size, acc), _to_chunks(C, chunk_size, acc)  # (T, nC*b, N)
@@ -132,13 +156,7 @@ def export_cycle_selective_scan(u: Tensor,
     _, final = _carry_from(local, chunk_decay, zero, batch)
     period_decay = torch.exp(dt.sum(-1)[:, :, None] * A32)  # (b, D, N)
 
-    # Entry states of the copies, weighted: H = sum_r gamma_r h_r; G = sum_r gamma_r.
-    entry, weighted = zero, zero
-    for r in range(int(gamma.shape[1])):
-        if r:
-            entry = period_decay * entry + final
-        weighted = weighted + gamma32[None, :, r, None] * entry
-    total = gamma32.sum(1)[:, None]  # (D, 1)
+    weighted, total = _weighted_entry(final, period_decay, gamma32, zero)  # H, G
 
     # Pass 2: one copy from H with the drive scaled by G gives the weighted sum of the copies.
     h_in, _ = _carry_from(local * total, chunk_decay, weighted, batch)
