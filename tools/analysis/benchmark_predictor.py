@@ -589,7 +589,8 @@ def target_checks(rows: Sequence[Dict], clicks: int = 20) -> List[Dict]:
     if hrsam and hrsam.get('gpu_kernel_ms') is not None:
         checks.append(_check('4', 'HRSAM 2048 (128² embedding) click path <= 1 ms GPU time', hrsam['gpu_kernel_ms'],
                              1.0, f"{hrsam['gpu_kernel_ms']:.3f} ms of kernels per click, copies apart "
-                             f"({hrsam.get('gpu_copy_ms') or 0:.3f} ms) [{hrsam['gpu_kernel_output']} output] (<= 1 ms)"))
+                             f"({hrsam.get('gpu_copy_ms') or 0:.3f} ms) [{hrsam['gpu_kernel_output']} output] "
+                             '(<= 1 ms)'))
     if hrsam:
         checks.append(_check('5', 'HRSAM 2048 set_image <= 10 ms', hrsam['set_image_ms'], 10.0,
                              f"median {hrsam['set_image_ms']:.2f} ms on a {hrsam['image']} image, "
