@@ -25,4 +25,21 @@ class PatchEmbed(nn.Module):
 
     def forward(self, img: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, ceil(H/p), ceil(W/p), C) tokens, channels last."""
-        return self.proj(self.pad(img, self.patch_size)).permute(0, 2, 3, 1)
+        img = self.pad(img, self.patch_size)
+        if img.is_cuda:
+            return self.forward_as_matmul(img)
+        return self.proj(img).permute(0, 2, 3, 1)
+
+    def forward_as_matmul(self, img: Tensor) -> Tensor:
+        """The same product as one GEMM over the unfolded patches (input already padded).
+
+        On CUDA, cuDNN picks an implicit-GEMM kernel for this stride-p, p x p convolution
+        that took 1.05 ms of a 13 ms HRSAM forward at 2048² in bf16 (one H200); as a GEMM
+        it is a few tens of microseconds. The CPU keeps the convolution.
+        """
+        B, C_in, H, W = img.shape
+        p = self.patch_size
+        patches = img.reshape(B, C_in, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5)
+        patches = patches.reshape(B, H // p, W // p, C_in * p * p)  # (c, ky, kx) order, as the kernel
+        weight = self.proj.weight.reshape(self.proj.out_channels, -1)
+        return F.linear(patches, weight, self.proj.bias)
