@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS
+from .encoder_runner import EncoderRunner, Switch, resolve_switch
+from .head_graphs import HeadGraphs
 from mmhrsam.structures.image_geometry import (ArrayLike, as_rgb_image, check_protocol,  # noqa: F401  (re-exported)
                                                check_target_size, get_preprocess_shape, map_points,
                                                map_points_original, postprocess_logits, postprocess_logits_original,
@@ -52,6 +54,16 @@ class HRSAMPredictor:
             backbone's parameters.
         protocol (str): ``'exact'`` (the project's pre/post-processing and click mapping) or
             ``'original'`` (the original implementation's, see the module docstring).
+        precision (str): encoder autocast: ``'auto'`` (bf16 on CUDA, fp32 on CPU),
+            ``'fp32'``, ``'bf16'``, ``'fp16'``. The prompt encoder and mask decoder always
+            run in the head's own dtype (fp32 unless the caller converted it).
+        compile (str | bool): ``torch.compile`` the encoder once per input size:
+            ``'auto'`` (on CUDA, eager fallback with a warning), True or False. The first
+            ``set_image`` at a new size compiles (tens of seconds the first time on a
+            machine; Inductor's on-disk cache makes later processes faster).
+        cuda_graph (str | bool): replay the encoder (per input size) and the click step
+            (per number of clicks) from CUDA graphs: ``'auto'`` (on CUDA), True or False.
+            See :class:`EncoderRunner` and :class:`HeadGraphs`.
     """
 
     def __init__(self,
@@ -62,7 +74,10 @@ class HRSAMPredictor:
                  pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
                  bgr_input: bool = False,
                  device: Union[str, torch.device, None] = None,
-                 protocol: str = 'exact'):
+                 protocol: str = 'exact',
+                 precision: str = 'auto',
+                 compile: Switch = 'auto',
+                 cuda_graph: Switch = 'auto'):
         if len(pixel_mean) != 3 or len(pixel_std) != 3:
             raise ValueError('pixel_mean and pixel_std need 3 values each')
         if any(s <= 0 for s in pixel_std):
@@ -80,11 +95,17 @@ class HRSAMPredictor:
         self.dtype = param.dtype if param is not None else torch.float32
         self.backbone = backbone.to(self.device).eval()
         self.head = head.to(self.device).eval()
+        self.encoder = EncoderRunner(self.backbone, self.device, precision, compile, cuda_graph)
+        head_param = next(self.head.parameters(), None)
+        self.head_dtype = head_param.dtype if head_param is not None else torch.float32
+        use_graphs = resolve_switch(cuda_graph, 'cuda_graph', self.device)
+        self.head_graphs = HeadGraphs(self.head) if use_graphs else None
         self.reset_image()
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_config(cls, config, checkpoint=None, device: Union[str, torch.device, None] = None
+    def from_config(cls, config, checkpoint=None, device: Union[str, torch.device, None] = None,
+                    precision: str = 'auto', compile: Switch = 'auto', cuda_graph: Switch = 'auto'
                     ) -> 'HRSAMPredictor':
         """Build the backbone and head of a config and load a checkpoint.
 
@@ -105,6 +126,7 @@ class HRSAMPredictor:
                 on a module where an ``init_cfg`` is set (e.g. ``Pretrained``); otherwise
                 the weights are those of construction (random).
             device (str | torch.device, optional): where to run; CPU by default.
+            precision, compile, cuda_graph: see the class (run-time choices, not config keys).
         """
         from mmengine.config import Config
         if isinstance(config, (str, os.PathLike)):
@@ -129,7 +151,8 @@ class HRSAMPredictor:
         unknown = set(options) - allowed
         if unknown:
             raise ValueError(f'unknown predictor options {sorted(unknown)}; allowed: {sorted(allowed)}')
-        return cls(backbone, head, device=device, **options)
+        return cls(backbone, head, device=device, precision=precision, compile=compile,
+                   cuda_graph=cuda_graph, **options)
 
     # ------------------------------------------------------------------ image
     @property
@@ -163,12 +186,13 @@ class HRSAMPredictor:
         else:
             x, input_size = preprocess_image(*args)
         self.backbone.eval()
-        out = self.backbone(x)
-        features = out[-1] if isinstance(out, (tuple, list)) else out
+        features = self.encoder(x)
         if features.dim() != 4 or features.shape[0] != 1:
             raise RuntimeError(f'backbone returned an embedding of shape {tuple(features.shape)}, '
                                'expected (1, C, h, w)')
-        self.features = features
+        self.features = features.to(self.head_dtype)  # the decoder runs in its own precision
+        if self.head_graphs is not None:
+            self.head_graphs.bind(self.features)
         self.original_size = tuple(image.shape[:2])  # validated by preprocess_image
         self.input_size = input_size
         self.pad_size = pad_size
@@ -210,7 +234,8 @@ class HRSAMPredictor:
                 points: ArrayLike,
                 labels: ArrayLike,
                 prev_logits: Optional[ArrayLike] = None,
-                return_logits: bool = False) -> Tuple[np.ndarray, Tensor, float]:
+                return_logits: bool = False,
+                return_numpy: bool = True) -> Tuple[Union[np.ndarray, Tensor], Tensor, float]:
         """Predict the mask of a click set on the image given to ``set_image``.
 
         Args:
@@ -223,9 +248,12 @@ class HRSAMPredictor:
                 click.
             return_logits (bool): return the full-resolution float32 logits (H, W) instead
                 of the boolean mask (the mask is ``logits > 0``).
+            return_numpy (bool): the mask (or logits) as a NumPy array (copied to the host);
+                False returns it as a tensor on the predictor's device (no copy), which is
+                what a GPU consumer (a renderer, a next model) should ask for.
 
         Returns:
-            tuple: ``masks`` (H, W) bool numpy array (float32 logits with
+            tuple: ``masks`` (H, W) bool numpy array or tensor (float32 logits with
             ``return_logits``), ``logits`` the low-resolution logits (1, 1, 4h, 4w) tensor
             on the predictor's device to feed back, ``score`` the predicted IoU (float).
         """
@@ -239,7 +267,10 @@ class HRSAMPredictor:
             mapped = map_points(points, self.original_size, self.input_size)
         point_t = torch.as_tensor(mapped, dtype=torch.float32, device=self.device)[None]
         label_t = torch.as_tensor(labels, dtype=torch.long, device=self.device)[None]
-        low_res, iou = self.head(self.features, point_t, label_t, prev)
+        if self.head_graphs is not None:
+            low_res, iou = self.head_graphs(point_t, label_t, prev)
+        else:
+            low_res, iou = self.head(self.features, point_t, label_t, prev)
         if self.protocol == 'original':
             full = postprocess_logits_original(low_res, self.input_size, self.pad_size, self.padded_size,
                                                self.original_size)
@@ -247,7 +278,20 @@ class HRSAMPredictor:
             full = postprocess_logits(low_res, self.input_size, self.pad_size, self.original_size)
         full = full[0, 0]
         out = full if return_logits else full > 0
-        return out.cpu().numpy(), low_res.detach(), float(iou.reshape(-1)[0])
+        if return_numpy:
+            out = to_host(out)
+        return out, low_res.detach(), float(iou.reshape(-1)[0])
+
+
+def to_host(tensor: Tensor) -> np.ndarray:
+    """A device tensor as a NumPy array; CUDA tensors go through page-locked memory (about
+    twice the bandwidth of a copy into pageable memory: a 12-MP mask in ~0.5 ms)."""
+    if tensor.device.type != 'cuda':
+        return tensor.cpu().numpy()
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    torch.cuda.current_stream(tensor.device).synchronize()
+    return host.numpy()
 
 
 def load_predictor_weights(backbone: nn.Module, head: nn.Module, checkpoint) -> None:

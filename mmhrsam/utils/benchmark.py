@@ -48,9 +48,13 @@ def time_fn(fn: Callable, device: torch.device, warmup: int, repeats: int, budge
     return dict(ms=statistics.median(times), ms_min=min(times), repeats=len(times))
 
 
-def capture_cuda_graph(fn: Callable, device: torch.device, side_warmup: int = 2
+def capture_cuda_graph(fn: Callable, device: torch.device, side_warmup: int = 2, pool=None
                        ) -> Tuple[torch.cuda.CUDAGraph, Callable]:
-    """Capture ``fn`` (after warm-up on a side stream); returns the graph and its replay."""
+    """Capture ``fn`` (after warm-up on a side stream); returns the graph and its replay.
+
+    ``pool`` (``torch.cuda.graph_pool_handle()``) lets graphs that never run concurrently
+    share their memory.
+    """
     stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(stream):
@@ -59,7 +63,7 @@ def capture_cuda_graph(fn: Callable, device: torch.device, side_warmup: int = 2
     torch.cuda.current_stream(device).wait_stream(stream)
     torch.cuda.synchronize(device)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, pool=pool):
         fn()
     torch.cuda.synchronize(device)
     return graph, graph.replay

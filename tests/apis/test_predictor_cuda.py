@@ -20,7 +20,9 @@ def test_cuda_predictor_matches_cpu():
               (np.array([[200, 150], [50, 40]]), np.array([1, 0]))]
     results = []
     for device in ('cpu', 'cuda'):
-        predictor = HRSAMPredictor(backbone.to(device), head.to(device), target_size=512, device=device)
+        # the eager fp32 path on both devices (the fast path is tested in test_fast_paths.py)
+        eager = dict(precision='fp32', compile=False, cuda_graph=False) if device == 'cuda' else {}
+        predictor = HRSAMPredictor(backbone.to(device), head.to(device), target_size=512, device=device, **eager)
         predictor.set_image(image)
         logits, outs = None, []
         for points, labels in clicks:

@@ -1,0 +1,127 @@
+"""The predictor's fast paths (autocast, torch.compile, CUDA graphs) against its eager fp32 path.
+
+The CUDA tests compare the default CUDA predictor (bf16 autocast encoder, compiled, replayed
+from CUDA graphs; fp32 decoder replayed from graphs) with the eager fp32 predictor on the
+same weights, image and clicks; the CPU tests check the option handling and that the CPU
+default is still the eager fp32 forward.
+"""
+import numpy as np
+import pytest
+import torch
+
+from mmhrsam.apis import HRSAMPredictor
+from mmhrsam.apis.encoder_runner import EncoderRunner, resolve_precision
+from mmhrsam.registry import MODELS
+
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+
+
+def tiny_models(seed=0):
+    torch.manual_seed(seed)
+    backbone = MODELS.build(dict(type='HRSAM', embed_dim=128, depth=4, num_heads=4, num_stages=2,
+                                 cycle_scan_cfg=dict(type='CycleScan', d_state=16)))
+    return backbone.eval(), MODELS.build(dict(type='SAMHead')).eval()
+
+
+def test_cpu_default_is_eager_fp32():
+    backbone, _ = tiny_models()
+    runner = EncoderRunner(backbone, torch.device('cpu'))
+    assert runner.mode == 'eager' and runner.autocast_dtype is None
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        expected = backbone(x)[-1]
+    assert torch.equal(runner(x), expected)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(precision='bf16'), 'needs a CUDA device'),
+    (dict(precision='fp64'), 'precision must be'),
+    (dict(compile=True), 'compile=True needs a CUDA device'),
+    (dict(cuda_graph=True), 'cuda_graph=True needs a CUDA device'),
+    (dict(compile='yes'), "compile must be 'auto', True or False"),
+])
+def test_cpu_rejects_gpu_only_options(kwargs, message):
+    backbone, head = tiny_models()
+    with pytest.raises(ValueError, match=message):
+        HRSAMPredictor(backbone, head, target_size=128, device='cpu', **kwargs)
+
+
+def test_resolve_precision():
+    assert resolve_precision('auto', torch.device('cpu')) is None
+    assert resolve_precision('auto', torch.device('cuda')) is torch.bfloat16
+    assert resolve_precision('fp16', torch.device('cuda')) is torch.float16
+
+
+def test_return_numpy_false_gives_the_same_mask_as_a_tensor():
+    backbone, head = tiny_models()
+    predictor = HRSAMPredictor(backbone, head, target_size=128, device='cpu')
+    image = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
+    predictor.set_image(image)
+    mask_np, logits_np, score_np = predictor.predict([[60, 40]], [1])
+    mask_t, logits_t, score_t = predictor.predict([[60, 40]], [1], return_numpy=False)
+    assert isinstance(mask_np, np.ndarray) and isinstance(mask_t, torch.Tensor)
+    assert mask_t.dtype == torch.bool and np.array_equal(mask_t.numpy(), mask_np)
+    full, _, _ = predictor.predict([[60, 40]], [1], return_logits=True, return_numpy=False)
+    assert torch.equal(full > 0, mask_t)  # the mask is the thresholded full-resolution logits
+    assert torch.equal(logits_np, logits_t) and score_np == score_t
+
+
+def run_session(predictor, image, clicks):
+    predictor.set_image(image)
+    logits, out = None, []
+    for n in range(1, len(clicks) + 1):
+        points = np.array([c[:2] for c in clicks[:n]])
+        labels = np.array([c[2] for c in clicks[:n]])
+        mask, logits, score = predictor.predict(points, labels, prev_logits=logits)
+        out.append((mask, logits.float().cpu(), score))
+    return out
+
+
+CLICKS = [(200, 150, 1), (50, 40, 0), (300, 200, 1), (120, 260, 0)]
+
+
+@cuda_only
+def test_head_graphs_replay_equals_eager_head():
+    backbone, head = tiny_models()
+    image = (np.random.default_rng(1).random((300, 420, 3)) * 255).astype(np.uint8)
+    eager = HRSAMPredictor(backbone.cuda(), head.cuda(), target_size=512, precision='fp32', compile=False,
+                           cuda_graph=False)
+    graphs = HRSAMPredictor(backbone, head, target_size=512, precision='fp32', compile=False)
+    assert graphs.head_graphs is not None and graphs.encoder.mode == 'graph'
+    for image_seed in (1, 2):  # a second image re-binds the graphs' embedding
+        image = (np.random.default_rng(image_seed).random((300, 420, 3)) * 255).astype(np.uint8)
+        for (m_e, l_e, s_e), (m_g, l_g, s_g) in zip(run_session(eager, image, CLICKS),
+                                                    run_session(graphs, image, CLICKS)):
+            torch.testing.assert_close(l_g, l_e, rtol=1e-4, atol=1e-4)  # same kernels, replayed
+            assert abs(s_e - s_g) < 1e-4 and (m_e != m_g).mean() < 1e-4
+
+
+@cuda_only
+def test_default_cuda_path_against_eager_fp32():
+    backbone, head = tiny_models()
+    image = (np.random.default_rng(3).random((300, 420, 3)) * 255).astype(np.uint8)
+    eager = HRSAMPredictor(backbone.cuda(), head.cuda(), target_size=512, precision='fp32', compile=False,
+                           cuda_graph=False)
+    fast = HRSAMPredictor(backbone, head, target_size=512)
+    assert fast.encoder.mode == 'compile+graph' and fast.encoder.autocast_dtype is torch.bfloat16
+    for (m_e, l_e, s_e), (m_f, l_f, s_f) in zip(run_session(eager, image, CLICKS), run_session(fast, image, CLICKS)):
+        # bf16 encoder: logits agree to ~1 % of their range, masks on all but boundary pixels
+        scale = l_e.abs().max().item()
+        assert (l_f - l_e).abs().max().item() < 0.05 * scale
+        assert (m_e != m_f).mean() < 0.01
+        assert abs(s_e - s_f) < 0.05
+
+
+@cuda_only
+def test_compiled_fp32_encoder_matches_eager():
+    backbone, _ = tiny_models()
+    backbone = backbone.cuda()
+    x = torch.randn(1, 3, 512, 512, device='cuda')
+    with torch.no_grad():
+        expected = backbone(x)[-1]
+    runner = EncoderRunner(backbone, torch.device('cuda'), precision='fp32', compile=True, cuda_graph=True)
+    got = runner(x)
+    torch.testing.assert_close(got, expected, rtol=2e-3, atol=2e-3)  # Inductor reorders fp32 sums
+    got2 = runner(x * 0.5)  # the graph's static input is refreshed on every call
+    with torch.no_grad():
+        torch.testing.assert_close(got2, backbone(x * 0.5)[-1], rtol=2e-3, atol=2e-3)
