@@ -14,6 +14,7 @@ that eager runs as ~1,000 separate kernels); plus CUDA-graph replay 12.9 ms (no 
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from collections import OrderedDict
 from typing import Callable, Optional, Tuple, Union
@@ -53,14 +54,21 @@ def resolve_switch(value: Switch, name: str, device: torch.device) -> bool:
     return value
 
 
+def cast_matmul_weights(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store the weights of ``module``'s Linear and Conv2d layers in ``dtype`` (in place)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            layer.weight.data = layer.weight.data.to(dtype)
+    return module
+
+
 class EncoderRunner:
     """Call an image encoder the fast way for its device.
 
     Args:
         backbone (nn.Module): ``forward(img (B, 3, S, S))`` returning the embedding or a
-            tuple whose last element is it; put in eval mode. Its weights are read at every
-            call (load new weights in place, e.g. with ``load_state_dict``; after moving the
-            module or replacing parameters call :meth:`reset`).
+            tuple whose last element is it; put in eval mode. After changing its weights,
+            moving it or replacing parameters call :meth:`reset`.
         device (torch.device): where the backbone runs.
         precision (str): ``'auto'`` (bf16 autocast on CUDA, fp32 on CPU), ``'fp32'``,
             ``'bf16'`` or ``'fp16'`` (autocast dtypes; the weights stay as they are).
@@ -70,6 +78,12 @@ class EncoderRunner:
             shape's forward from a captured CUDA graph. Its memory (the forward's
             activations) stays reserved per shape.
         max_shapes (int): input shapes kept captured at once (least recently used dropped).
+
+    Under autocast the runner works on a copy of the backbone whose ``nn.Linear`` and
+    ``nn.Conv2d`` weights are stored in the autocast dtype: autocast would cast them to it
+    at every call (0.7 ms of 12.9 ms at 2048² on an H200), so the result is the same bit for
+    bit. Biases, norms and other parameters keep their dtype. The copy is made at
+    construction and by :meth:`reset`.
     """
 
     def __init__(self, backbone: nn.Module, device: torch.device, precision: str = 'auto',
@@ -82,11 +96,15 @@ class EncoderRunner:
         if max_shapes < 1:
             raise ValueError(f'max_shapes must be >= 1, got {max_shapes}')
         self.max_shapes = max_shapes
-        self.backbone = backbone.eval()
+        self.source = backbone.eval()
         self.reset()
 
     def reset(self) -> None:
-        """Forget compiled code and captured graphs (after moving or rebuilding the backbone)."""
+        """Forget compiled code and captured graphs and, under autocast, copy the backbone's
+        weights again (call it after changing, moving or rebuilding the backbone)."""
+        self.backbone = self.source
+        if self.autocast_dtype is not None:
+            self.backbone = cast_matmul_weights(copy.deepcopy(self.source), self.autocast_dtype)
         self._compiled: Optional[Callable] = None
         self._graphs: 'OrderedDict[Tuple, Tuple[Tensor, Callable, Tensor]]' = OrderedDict()
 

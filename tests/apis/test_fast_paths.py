@@ -125,3 +125,15 @@ def test_compiled_fp32_encoder_matches_eager():
     got2 = runner(x * 0.5)  # the graph's static input is refreshed on every call
     with torch.no_grad():
         torch.testing.assert_close(got2, backbone(x * 0.5)[-1], rtol=2e-3, atol=2e-3)
+
+
+@cuda_only
+def test_cast_weights_copy_is_bit_identical_to_autocast():
+    backbone, _ = tiny_models()
+    backbone = backbone.cuda()
+    x = torch.randn(1, 3, 256, 256, device='cuda')
+    with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16):
+        expected = backbone(x)[-1]
+    runner = EncoderRunner(backbone, torch.device('cuda'), precision='bf16', compile=False, cuda_graph=False)
+    assert runner.backbone is not backbone and backbone.patch_embed.proj.weight.dtype == torch.float32
+    assert torch.equal(runner(x), expected)
