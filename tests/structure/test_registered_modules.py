@@ -36,6 +36,7 @@ TINY = {
     'MultiScaleKVPadSwinAttention': ('mixer', dict(embed_dim=C, num_heads=2, window_size=4, shift_size=2)),
     'CycleScan': ('mixer', dict(embed_dim=C, d_state=4)),
     'MultiScaleCycleScan': ('mixer', dict(embed_dim=C, d_state=4)),
+    'MultiStageFusionNeck': ('neck', dict(in_channels=C, out_channels=8, num_stages=1)),
     'SimpleFeaturePyramid': ('neck', dict(in_channels=C, out_channels=8)),
 }
 

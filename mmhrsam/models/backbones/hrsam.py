@@ -3,7 +3,8 @@
 Parameter names are those of the released checkpoints (``docs/architecture.md``,
 "Checkpoint names"): ``patch_embed.proj``, ``pos_embed``,
 ``blocks.{i}.{norm1,attn.{qkv,proj,padding},norm2,mlp.{fc1,fc2}}``, ``mamba_blocks.{k}``,
-``lateral_convs.{k}.{0,1}``, ``out_conv.{0,2}``.
+``lateral_convs.{k}.{0,1}``, ``out_conv.{0,2}`` (the parts of the
+:class:`~mmhrsam.models.necks.MultiStageFusionNeck` it composes).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from torch.utils.checkpoint import checkpoint
 from mmhrsam.ops.attention import Grid
 from mmhrsam.registry import MODELS, build_model
 
-from ..layers import AxialRoPE, PatchEmbed, Permute, TransformerBlock
+from ..layers import AxialRoPE, PatchEmbed, TransformerBlock
+from ..necks import MultiStageFusionNeck
 
 
 #: Checkpoint names of the per-stage Cycle-scan lists (HRSAM; HRSAM++ single- and multi-scale).
@@ -47,8 +49,9 @@ class HRSAM(BaseModule):
 
     Patch embedding, an MAE-shaped absolute position embedding resized to the token grid,
     2-D axial RoPE, ``depth`` blocks in ``num_stages`` stages whose windows alternate
-    non-shift / shifted, a Cycle-scan module before the last block of every stage, and a
-    fusion of all stage outputs into SAM's 256-channel embedding.
+    non-shift / shifted, a Cycle-scan module before the last block of every stage, and the
+    fusion of all stage outputs into SAM's 256-channel embedding
+    (:class:`~mmhrsam.models.necks.MultiStageFusionNeck`, :attr:`neck`).
 
     Any input size works: the image is zero-padded bottom/right to a multiple of
     ``patch_size`` (the embedding covers ``ceil(H/16) x ceil(W/16)`` tokens), and token
@@ -118,12 +121,19 @@ class HRSAM(BaseModule):
             TransformerBlock(embed_dim, mlp_ratio, self._block_attn_cfg(attn_cfg, i, embed_dim, num_heads, window_size), dpr[i])
             for i in range(depth))
         self.mamba_blocks = self.build_stage_scans(cycle_scan_cfg)
-        self.lateral_convs = nn.ModuleList(
-            nn.Sequential(nn.Linear(self.stage_channels, out_channels, bias=False), nn.LayerNorm(out_channels))
-            for _ in range(num_stages))
-        self.out_conv = nn.Sequential(
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False),
-            Permute(0, 2, 3, 1), nn.LayerNorm(out_channels), Permute(0, 3, 1, 2))
+        # The fusion neck's two parts are registered on the encoder under the released
+        # checkpoints' names (`lateral_convs`, `out_conv`) rather than under `neck.`, so
+        # parameter and state-dict names stay those of the releases; the neck itself is kept
+        # outside the module tree (it owns nothing else). See docs/architecture.md,
+        # "Checkpoint names".
+        neck = MultiStageFusionNeck(self.stage_channels, out_channels, num_stages)
+        self.lateral_convs, self.out_conv = neck.lateral_convs, neck.out_conv
+        self._neck = (neck, )  # a tuple, so that nn.Module does not register it a second time
+
+    @property
+    def neck(self) -> MultiStageFusionNeck:
+        """The multi-stage fusion (its parts are this encoder's ``lateral_convs`` and ``out_conv``)."""
+        return self._neck[0]
 
     @property
     def stage_channels(self) -> int:
@@ -204,8 +214,7 @@ class HRSAM(BaseModule):
         feats = self.forward_stages(img)
         if self.out_indices is not None:
             return tuple(feats[i].permute(0, 3, 1, 2).contiguous() for i in self.out_indices)
-        fused = sum(lateral(f) for lateral, f in zip(self.lateral_convs, feats))  # (B, h, w, out)
-        return (self.out_conv(fused.permute(0, 3, 1, 2)), )
+        return self.neck([f.permute(0, 3, 1, 2) for f in feats])  # (B, stage_channels, h, w) views
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
         """Layer depth of a parameter for layer-wise lr decay (mmpretrain's ViT convention).
