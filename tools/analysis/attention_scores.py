@@ -169,10 +169,11 @@ def encoder_inputs(model, images, size: int, device: str, seed: int) -> Iterator
 
 # ---------------------------------------------------------------------- summary
 def summarize(values: np.ndarray) -> dict:
-    """Mean, quantiles and log-binned histogram of top-1 scores."""
+    """Mean, extremes, quantiles and log-binned histogram of top-1 scores."""
     values = values[np.isfinite(values)]
     counts, _ = np.histogram(np.clip(values, BIN_EDGES[0], BIN_EDGES[-1]), bins=BIN_EDGES)
-    out = dict(count=int(values.size), mean=float(values.mean()), histogram=counts.tolist())
+    out = dict(count=int(values.size), mean=float(values.mean()), min=float(values.min()), max=float(values.max()),
+               histogram=counts.tolist())
     out.update({f'q{round(100 * q)}': float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))})
     return out
 
