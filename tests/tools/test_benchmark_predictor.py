@@ -183,7 +183,11 @@ def test_target_checks_by_hand():
     assert checks['1', 'tensor]']['value'] == pytest.approx(0.25) and checks['1', 'tensor]']['status'] == 'MISS'
     assert checks['2', 'tensor]']['status'] == 'PASS' and checks['3', 'numpy]']['status'] == 'MISS'
     by_id = {c['id']: c for c in bp.target_checks(rows)}
-    assert by_id['4']['status'] == 'PASS' and by_id['5']['status'] == 'MISS'
+    assert by_id['4']['status'] == 'PASS' and by_id['5']['status'] == 'MISS' and '6' not in by_id
+    rows.append(dict(_row('HRSAM', 4096, spc_np=9.0), peak_mib=4096.0, weights_mib=400.0))
+    assert {c['id']: c for c in bp.target_checks(rows)}['6']['status'] == 'MISS'  # 4 GiB is not < 4 GiB
+    rows[-1]['peak_mib'] = 4000.0
+    assert {c['id']: c for c in bp.target_checks(rows)}['6']['status'] == 'PASS'
     assert bp.target_checks([rows[0]]) and not any(c['id'] == '1' for c in bp.target_checks([rows[0]]))
 
 

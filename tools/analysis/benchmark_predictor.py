@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--models', nargs='+', type=resolve_model_name, default=list(PREDICTORS),
                    help=f'predictors, of {list(PREDICTORS)} (default: all)')
     p.add_argument('--sizes', type=int, nargs='+', default=None,
-                   help="HRSAM / HRSAM++ target sizes (default 1024 2048 4096; --tiny: 64 128); "
+                   help="HRSAM / HRSAM++ target sizes, run in this order after the checked cases (default "
+                   "2048 4096 1024; --tiny: 64 128); "
                    f'the baselines run at {BASELINE_SIZE} ({TINY_BASELINE_SIZE} with --tiny)')
     p.add_argument('--clicks', type=int, default=20, help='predict calls per image (default 20)')
     p.add_argument('--images', type=int, default=3, help='timed images after the warm-up one (default 3)')
@@ -175,7 +176,7 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
     if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda but CUDA is not available')
     if args.sizes is None:
-        args.sizes = [64, 128] if args.tiny else [1024, 2048, 4096]
+        args.sizes = [64, 128] if args.tiny else [2048, 4096, 1024]  # 4096 (memory) before 1024
     if args.image_size is None:
         args.image_size = [160, 120] if args.tiny else [4000, 3000]
     if args.clicks < 1 or args.images < 1:
@@ -557,9 +558,10 @@ def _out(row: Optional[Dict], output: str) -> Optional[Dict]:
     return row['predict'][output]
 
 
-def _check(ident: str, what: str, value: float, limit: float, detail: str) -> Dict:
-    return dict(id=ident, target=what, value=round(value, 4), limit=limit,
-                status='PASS' if value <= limit else 'MISS', detail=detail)
+def _check(ident: str, what: str, value: float, limit: float, detail: str, strict: bool = False) -> Dict:
+    ok = value < limit if strict else value <= limit
+    return dict(id=ident, target=what, value=round(value, 4), limit=limit, status='PASS' if ok else 'MISS',
+                detail=detail)
 
 
 def target_checks(rows: Sequence[Dict], clicks: int = 20) -> List[Dict]:
@@ -570,7 +572,8 @@ def target_checks(rows: Sequence[Dict], clicks: int = 20) -> List[Dict]:
     2. HRSAM 2048 ``predict`` median <= 2 ms wall per click with tensor output;
     3. ... <= 4 ms with NumPy output (the image's size is in the detail);
     4. HRSAM 2048 (128² embedding) click path <= 1 ms of GPU time (profiler device time);
-    5. HRSAM 2048 ``set_image`` (preprocessing of the image included) <= 10 ms.
+    5. HRSAM 2048 ``set_image`` (preprocessing of the image included) <= 10 ms;
+    6. HRSAM 4096 peak memory through the predictor < 4 GiB (weights, image, clicks included).
     """
     checks, spc = [], f'{clicks}-SPC'
     hrsam, sam_h = _find(rows, 'HRSAM', 2048), _find(rows, 'SAM-ViT-H', 1024)
@@ -595,6 +598,12 @@ def target_checks(rows: Sequence[Dict], clicks: int = 20) -> List[Dict]:
         checks.append(_check('5', 'HRSAM 2048 set_image <= 10 ms', hrsam['set_image_ms'], 10.0,
                              f"median {hrsam['set_image_ms']:.2f} ms on a {hrsam['image']} image, "
                              f"precision {hrsam['precision']} (<= 10 ms)"))
+    big = _find(rows, 'HRSAM', 4096)
+    if big and big.get('peak_mib') is not None:
+        gib = big['peak_mib'] / 1024
+        checks.append(_check('6', 'HRSAM 4096 predictor peak memory < 4 GiB', gib, 4.0,
+                             f"{gib:.3f} GiB max allocated (weights {big['weights_mib']:.0f} MiB) (< 4 GiB)",
+                             strict=True))
     return checks
 
 
