@@ -480,7 +480,8 @@ def base_row(case: Case, args, device: torch.device) -> Dict:
                 image='x'.join(map(str, args.image_size)), device=device.type, variant=case.precision,
                 precision=case.precision, options=None, status='ok', reason='', build_s=None,
                 first_set_image_ms=None, first_predict_ms=None, set_image_ms=None, set_image_ms_all=None, predict={},
-                gpu_kernel_ms=None, gpu_copy_ms=None, gpu_kernel_output=None, weights_mib=None, peak_mib=None)
+                gpu_kernel_ms=None, gpu_copy_ms=None, gpu_kernel_output=None, gpu_profile_error=None,
+                weights_mib=None, peak_mib=None)
 
 
 def run_case(case: Case, args, device: torch.device, images: List[np.ndarray]) -> Dict:
@@ -536,11 +537,14 @@ def measure(session: Session, row: Dict, args, device: torch.device, images: Lis
         row['peak_mib'] = round(torch.cuda.max_memory_allocated(device) / MIB, 1)
         if not args.no_profile:
             output = 'tensor' if 'tensor' in outputs else outputs[0]
-            totals = device_ms(lambda: click_pass(session, points, labels, output, device), device)
+            row['gpu_kernel_output'] = output
+            try:  # a profiler failure (e.g. no CUPTI) must not cost the case its timings
+                totals = device_ms(lambda: click_pass(session, points, labels, output, device), device)
+            except Exception as exc:  # noqa: BLE001
+                totals, row['gpu_profile_error'] = None, error_text(exc)
             if totals is not None:
                 row.update(gpu_kernel_ms=round(totals['kernels'] / args.clicks, 4),
                            gpu_copy_ms=round(totals['copies'] / args.clicks, 4))
-            row['gpu_kernel_output'] = output
 
 
 # ---------------------------------------------------------------------------- targets
