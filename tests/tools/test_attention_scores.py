@@ -29,7 +29,8 @@ from mmhrsam.models.attention import observe_attention
 from mmhrsam.registry import MODELS
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-spec = importlib.util.spec_from_file_location('attention_scores', os.path.join(ROOT, 'tools/analysis/attention_scores.py'))
+spec = importlib.util.spec_from_file_location('attention_scores',
+                                              os.path.join(ROOT, 'tools/analysis/attention_scores.py'))
 tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
 
