@@ -49,8 +49,9 @@ def test_plan_skips_with_reasons():
                     '--breakdown')
     cases = be.plan(args, torch.device('cpu'))
     by_key = {(c.model, c.size, c.mode): c for c in cases}
-    assert len(cases) == 3 * 2 * 2 + 1
+    assert len(cases) == 3 * 2 * 3 + 1  # eager, fast (on by default), graph
     assert by_key['HRSAM', 1024, 'eager'].skip == ''
+    assert 'default path is the eager forward' in by_key['HRSAM', 1024, 'fast'].skip
     assert 'CUDA graphs' in by_key['HRSAM', 1024, 'graph'].skip
     assert '--max-global-tokens' in by_key['Global', 2048, 'eager'].skip  # 16384 tokens > 4096 on CPU
     assert by_key['Global', 1024, 'eager'].skip == ''
@@ -115,7 +116,7 @@ def test_tiny_run_rows_json_breakdown(tmp_path, one_thread):
 
 
 def test_failures_become_rows(monkeypatch):
-    args = cpu_args('--tiny', '--models', 'HRSAM', '--sizes', '128', '--compile', '--repeats', '1')
+    args = cpu_args('--tiny', '--models', 'HRSAM', '--sizes', '128', '--compile', '--no-fast', '--repeats', '1')
     runner = be.Runner(args, torch.device('cpu'))
 
     def boom(self, row, model, x):
@@ -168,10 +169,23 @@ def test_target_checks_pass_and_miss():
     assert 'none of the needed rows' in be.format_checks([])
 
 
+def test_fast_path_checks():
+    rows = [row('HRSAM', 2048, 'fast', 9.0), row('SAM-ViT-H', 1024, 'eager', 60.0),
+            row('HRSAM++', 2048, 'fast', 11.7), row('HRSAM', 4096, 'fast', 37.0, peak_mib=3000.0)]
+    checks = {c['id']: c for c in be.fast_path_checks(rows)}
+    assert {k: c['status'] for k, c in checks.items()} == {'F1': 'PASS', 'F2': 'PASS', 'F3': 'MISS',
+                                                           'F4': 'MISS', 'F5': 'PASS'}
+    assert checks['F2']['value'] == pytest.approx(0.15) and checks['F3']['value'] == pytest.approx(1.3)
+    assert checks['F4']['value'] == pytest.approx(37 / 9, abs=1e-4)
+    # a 'fast' SAM row, where there is one, is preferred over its eager row
+    checks = {c['id']: c for c in be.fast_path_checks(rows + [row('SAM-ViT-H', 1024, 'fast', 45.0)])}
+    assert checks['F2']['value'] == pytest.approx(0.2) and checks['F2']['status'] == 'MISS'
+
+
 def test_time_limit_skips_the_rest(tmp_path):
     out = tmp_path / 'limited.json'
     result = be.main(['--device', 'cpu', '--tiny', '--models', 'HRSAM', 'SAM-ViT-B', '--sizes', '128',
-                      '--time-limit-s', '0', '--out', str(out)])
+                      '--no-fast', '--time-limit-s', '0', '--out', str(out)])
     rows = result['results']
     assert len(rows) == 2 and all(r['status'] == 'skipped' and '--time-limit-s' in r['reason'] for r in rows)
     assert json.loads(out.read_text())['results'][1]['reason'] == rows[1]['reason']

@@ -96,7 +96,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the encoder_be
 import mmhrsam.models  # noqa: E402,F401  (registers the encoders)
 # The parts, re-exported for tests and for callers that import this script.
 from encoder_benchmark.breakdown import BREAKDOWN_PARTS, PartRecorder, instrument  # noqa: E402,F401
-from encoder_benchmark.checks import lightening_claims, target_checks  # noqa: E402
+from encoder_benchmark.checks import fast_path_checks, lightening_claims, target_checks  # noqa: E402,F401
 from encoder_benchmark.encoders import CPU_MODELS, CUDA_MODELS, ENCODERS, resolve_model_name  # noqa: E402
 from encoder_benchmark.measure import Runner, make_forward, on_default_device  # noqa: E402,F401
 from encoder_benchmark.modes import TIMING_MODES, add_mode_arguments  # noqa: E402,F401
@@ -213,7 +213,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     env = environment(args, device)
     rows = run_cases(args, device, env)
-    checks, claims = target_checks(rows), lightening_claims(rows)
+    checks, claims = target_checks(rows) + fast_path_checks(rows), lightening_claims(rows)
     print_report(rows, checks, claims)
     print(f'wrote {args.out}')
     return dict(env=env, results=rows, targets=checks, claims=claims)

@@ -59,6 +59,38 @@ def target_checks(rows: Sequence[Dict]) -> List[Dict]:
     return checks
 
 
+def fast_path_checks(rows: Sequence[Dict]) -> List[Dict]:
+    """The default ('fast') path's targets on CUDA:
+
+    F1. HRSAM at 2048² <= 10 ms;
+    F2. HRSAM fast at 2048² <= 0.17 x SAM ViT-H at 1024² (its 'fast' row if there is one,
+        else its eager row: what segment_anything users run);
+    F3. HRSAM++ / HRSAM at 2048² <= 1.25;
+    F4. HRSAM 4096² / 2048² <= 4;
+    F5. HRSAM peak memory at 4096² < 4 GiB (weights, their bf16 copy and the graph's pool included).
+    """
+    checks = []
+    a = _find(rows, 'HRSAM', 2048, 'fast', 'cuda')
+    if a:
+        checks.append(_check('F1', 'HRSAM 2048² <= 10 ms', 'fast', a['ms'], 10.0, f"{a['ms']:.2f} ms"))
+    h = _find(rows, 'SAM-ViT-H', 1024, 'fast', 'cuda') or _find(rows, 'SAM-ViT-H', 1024, 'eager', 'cuda')
+    if a and h:
+        checks.append(_check('F2', 'HRSAM 2048² <= 0.17 x SAM-ViT-H 1024²', 'fast', a['ms'] / h['ms'], 0.17,
+                             f"{a['ms']:.2f} ms / {h['ms']:.2f} ms (SAM {h['mode']}) = {a['ms'] / h['ms']:.3f}"))
+    b = _find(rows, 'HRSAM++', 2048, 'fast', 'cuda')
+    if a and b:
+        checks.append(_check('F3', 'HRSAM++ 2048² <= 1.25 x HRSAM 2048²', 'fast', b['ms'] / a['ms'], 1.25,
+                             f"{b['ms']:.2f} ms / {a['ms']:.2f} ms = {b['ms'] / a['ms']:.3f}"))
+    c = _find(rows, 'HRSAM', 4096, 'fast', 'cuda')
+    if a and c:
+        checks.append(_check('F4', 'HRSAM time(4096²) / time(2048²) <= 4', 'fast', c['ms'] / a['ms'], 4.0,
+                             f"{c['ms']:.2f} ms / {a['ms']:.2f} ms = {c['ms'] / a['ms']:.3f}"))
+    if c and c.get('peak_mib') is not None:
+        checks.append(_check('F5', 'HRSAM peak memory at 4096² < 4 GiB', 'fast', c['peak_mib'] / 1024, 4.0,
+                             f"{c['peak_mib'] / 1024:.3f} GiB", strict=True))
+    return checks
+
+
 #: SAM-Lightening's published figures (its abstract): ms per 1024² image, speed-up over SAM
 #: ViT-H, memory in MB (10^6 bytes) and as a fraction of SAM's.
 LIGHTENING_PAPER = dict(ms=7.0, speedup=30.1, memory_mb=244.0, memory_share=0.035)

@@ -33,6 +33,12 @@ class TimingMode(NamedTuple):
 #: Run order within a (model, size); tables list the modes in this order.
 TIMING_MODES = {
     'eager': TimingMode('_run_eager'),
+    # What a user gets by default: mmhrsam.apis.EncoderRunner with its defaults, as the
+    # predictor's set_image runs it (compiled per size, CUDA-graph replay, autocast weights
+    # stored once); on CPU that default is the eager row itself.
+    'fast': TimingMode('_run_fast', '--fast', default=True,
+                       help="time the predictor's default encoder path (EncoderRunner; on by default)",
+                       cuda_only="on CPU the default path is the eager forward (the 'eager' row)"),
     'graph': TimingMode('_run_graph', '--cuda-graph', help='also time replays of the captured forward',
                         cuda_only='CUDA graphs need a CUDA device'),
     'compile': TimingMode('_run_compile', '--compile', help='also time torch.compile(model) (compiled per size)'),
