@@ -24,15 +24,18 @@ A chunk is applied in one of two ways, with identical results (integer minima):
   per chunk): little memory traffic;
 * on GPUs, as one windowed minimum over the chunk's offsets on both sides (``unfold`` + add
   + ``amin``): a handful of kernels per chunk whatever its length K, K as large as
-  ``CHUNK_ELEMENTS`` allows for the (B, h, w, K) temporary. A launch-bound device then
-  pays ~10 kernels and one sync per chunk, and a 256² batch needs only a few chunks.
+  ``CHUNK_ELEMENTS`` allows for the (B, h, w, K) temporary (up to 256 MiB; offset by offset
+  when fewer than ``CPU_CHUNK`` offsets fit, at 4096²). A launch-bound device then
+  pays ~10 kernels and one sync per chunk; when one chunk covers every offset that can
+  still matter (< (min(H, W) + 1) // 2), there is no re-crop and no sync at all, the usual
+  case for the regions of a 256² batch.
 
 Cost: the column pass is a few O(BHW) ops. The row pass visits the active box once per
 offset; for a disk of radius r the box shrinks from 2r to 0, so about ``(4/3) r^3``
 element visits per sample instead of ``r * HW``. Memory: a few int32 (B, H, W) buffers,
 plus the window temporary on GPUs. The work is first cropped to the batch's bounding box
 of ``True`` pixels, so small regions in large images are cheap. Host syncs: one 5-value
-copy for the first crop and one per chunk.
+copy for the first crop and one per re-crop.
 Measured on 2 CPU threads, 1024² image: disk r = 200 / 400 / 500 ≈ 0.015 / 0.07 / 0.11 s,
 all-True image 0.15 s (scipy's EDT on the 400-disk: ~0.07 s).
 """
@@ -46,7 +49,7 @@ from torch import Tensor
 
 #: Off the CPU: elements of the (B, h, w, K) window of one chunk of offsets (int32: 4 bytes
 #: each); the chunk length K is the largest that fits, at least 1.
-CHUNK_ELEMENTS = 1 << 24
+CHUNK_ELEMENTS = 1 << 26
 #: On the CPU: offsets applied one by one, in place, between two re-crops.
 CPU_CHUNK = 8
 
@@ -115,7 +118,7 @@ def _relax_offset(best: Tensor, g2: Tensor, d: int, box: Box) -> None:
         best[:, y0:y1, x0:hi].clamp_(max=g2[:, y0:y1, x0 + d:hi + d] + d * d)
 
 
-def _relax_window(best: Tensor, g2_padded: Tensor, d: int, k: int, box: Box) -> None:
+def _relax_window(best: Tensor, g2_padded: Tensor, pad: int, d: int, k: int, box: Box) -> None:
     """``best = min(best, min_{d <= e < d + k} e^2 + g2(x -+ e))`` in place inside ``box``.
 
     One windowed minimum for the k offsets: a few kernels (launch-bound devices), but a
@@ -123,15 +126,15 @@ def _relax_window(best: Tensor, g2_padded: Tensor, d: int, k: int, box: Box) -> 
 
     Args:
         best (Tensor): (B, H, W) running squared distances, updated in place.
-        g2_padded (Tensor): (B, H, W + 2P) squared column distances with P = W - 1 columns
-            of a huge value on each side (neighbours outside the image never win: the
-            border term is already in ``best``).
+        g2_padded (Tensor): (B, H, W + 2 pad) squared column distances with ``pad``
+            columns of a huge value on each side (neighbours outside the image never win:
+            the border term is already in ``best``).
+        pad (int): padding of ``g2_padded``, ``>= d + k - 1``.
         d (int): first offset, >= 1.
-        k (int): number of offsets, ``d + k - 1 <= W - 1``.
+        k (int): number of offsets.
         box (Box): region of ``best`` to update.
     """
     y0, y1, x0, x1 = box
-    pad = best.shape[2] - 1
     offsets = torch.arange(d, d + k, device=best.device, dtype=best.dtype)
     squares = offsets * offsets  # (k,)
     rows = g2_padded[:, y0:y1]
@@ -149,41 +152,57 @@ def _row_pass(g: Tensor, chunk: Optional[int], windowed: bool) -> Tensor:
     Args:
         g (Tensor): (B, H, W) integer column distances.
         chunk (int, optional): offsets applied between two re-crops of the active box;
-            None: :data:`CPU_CHUNK` offset by offset, or, windowed, as
-            many as :data:`CHUNK_ELEMENTS` allows for the current box.
+            None: see :func:`_plan`.
         windowed (bool): apply each chunk as one windowed minimum (else offset by offset).
 
     Returns:
         Tensor: (B, H, W) squared distances, dtype of ``g``.
     """
-    batch, _, w = g.shape
+    batch, height, w = g.shape
+    # best <= min(border, g^2) <= M^2 with M = floor((min(H, W) + 1) / 2), and offset d
+    # helps only where d^2 < best: offsets from M on never do.
+    limit = (min(height, w) + 1) // 2
     g2 = g * g
     x = torch.arange(w, device=g.device, dtype=g.dtype)
     border = torch.minimum((x + 1) ** 2, (w - x) ** 2)  # (W,) to the left/right ring
     best = torch.minimum(g2, border)
-    if chunk is None:
-        chunk = 0 if windowed else CPU_CHUNK  # 0: fill CHUNK_ELEMENTS
     # Larger than any squared distance plus offset^2, and still far from overflowing.
     huge = 1 << (30 if g.dtype == torch.int32 else 62)
-    g2_padded = F.pad(g2, (w - 1, w - 1), value=huge) if windowed else g2
-    box: Box = (0, g.shape[1], 0, w)
+    g2_padded = F.pad(g2, (limit, limit), value=huge) if windowed else g2
+    box: Box = (0, height, 0, w)
     d = 1
-    while d < w:
-        y0, y1, x0, x1 = box
-        # The active set only shrinks (best decreases, d grows): search the last box.
-        sub = _bounding_box(best[:, y0:y1, x0:x1] > d * d)
-        if sub is None:
-            break
-        box = (y0 + sub[0], y0 + sub[1], x0 + sub[2], x0 + sub[3])
-        k = chunk or CHUNK_ELEMENTS // (batch * (box[1] - box[0]) * (box[3] - box[2]))
-        k = min(max(k, 1), w - d)
-        if windowed:
-            _relax_window(best, g2_padded, d, k, box)
+    while d < limit:
+        k, window = _plan(chunk, windowed, batch, box)
+        if k < limit - d:  # more chunks to come: crop to the pixels still active (one sync)
+            y0, y1, x0, x1 = box
+            # The active set only shrinks (best decreases, d grows): search the last box.
+            sub = _bounding_box(best[:, y0:y1, x0:x1] > d * d)
+            if sub is None:
+                break
+            box = (y0 + sub[0], y0 + sub[1], x0 + sub[2], x0 + sub[3])
+            k, window = _plan(chunk, windowed, batch, box)
+        k = min(k, limit - d)
+        if window:
+            _relax_window(best, g2_padded, limit, d, k, box)
         else:
             for offset in range(d, d + k):
                 _relax_offset(best, g2, offset, box)
         d += k
     return best
+
+
+def _plan(chunk: Optional[int], windowed: bool, batch: int, box: Box) -> Tuple[int, bool]:
+    """Offsets of the next chunk and whether to apply them as one windowed minimum.
+
+    Windowed chunks take as many offsets as :data:`CHUNK_ELEMENTS` allows; when that is
+    fewer than :data:`CPU_CHUNK` (huge boxes), offset by offset is the cheaper of the two.
+    """
+    if not windowed:
+        return chunk or CPU_CHUNK, False
+    if chunk:
+        return chunk, True
+    k = CHUNK_ELEMENTS // (batch * (box[1] - box[0]) * (box[3] - box[2]))
+    return (k, True) if k >= CPU_CHUNK else (CPU_CHUNK, False)
 
 
 def squared_distance_transform(mask: Tensor, chunk: Optional[int] = None, method: str = 'auto') -> Tensor:
