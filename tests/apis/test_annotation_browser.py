@@ -119,15 +119,8 @@ def saved_object(out, annotation):
     return np.asarray(Image.open(out / 'synthetic_scene' / f'{annotation["id"]}.png'))
 
 
-def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
-    url, out = server
-    image, masks, _ = scene
-    path = tmp_path / 'synthetic_scene.png'
-    Image.fromarray(image).save(path)
-    clicks = [deepest_pixel(m) for m in masks]  # far inside each object
-    assert all(depth > 8 for _, _, depth in clicks)
-    background = deepest_pixel(masks.max(0) == 0)
-
+def upload(browser, url, path):
+    """Open the page, upload the scene at ``path``; returns the canvas (the preview's size)."""
     browser.get(url)
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, 'target-size').text)
     assert 'stand-in predictor' in browser.find_element(By.ID, 'warning').text
@@ -136,9 +129,13 @@ def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
         lambda d: 'Click on the image' in d.find_element(By.ID, 'message').text)
     canvas = browser.find_element(By.ID, 'canvas')
     assert (canvas.get_attribute('width'), canvas.get_attribute('height')) == (str(PREVIEW), str(PREVIEW))
+    return canvas
 
-    # Object 1: left click inside, right click on the background, undo the right click, save.
-    tx, ty, _ = clicks[0]
+
+def save_first_object(browser, canvas, click, background):
+    """Left click inside, right click on the background, undo the right click, save with a
+    label; returns CSS pixels per original pixel."""
+    tx, ty, _ = click
     scale = click_pixel(browser, canvas, tx, ty)
     wait_idle(browser)
     click_pixel(browser, canvas, *background[:2], right=True)
@@ -152,13 +149,16 @@ def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
     WebDriverWait(browser, 30).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, '#objects li')) == 1)
     assert browser.find_element(By.ID, 'click-count').text == '0 clicks'
+    return scale
 
-    # Object 2: one click; the overlay is drawn (the canvas pixel at the click turns blue),
-    # screenshot, then saved without a label.
-    tx, ty, _ = clicks[1]
+
+def save_second_object(browser, canvas, click, image, mask, tmp_path):
+    """One click; the overlay is drawn (the canvas pixel at the click turns blue),
+    screenshot, then saved without a label."""
+    tx, ty, _ = click
     click_pixel(browser, canvas, tx, ty)
     wait_idle(browser)
-    depth = cv2.distanceTransform(masks[1], cv2.DIST_L2, 5)
+    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
     ys, xs = np.nonzero(depth > 4)  # inside, away from the click's marker: the farthest such pixel
     k = int(np.argmax((xs - tx) ** 2 + (ys - ty) ** 2))
     px, py = int(xs[k]) // 2, int(ys[k]) // 2  # the preview pixel showing it
@@ -175,6 +175,9 @@ def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
         lambda d: len(d.find_elements(By.CSS_SELECTOR, '#objects li')) == 2)
     assert 'first' in browser.find_element(By.ID, 'objects').text
 
+
+def check_saved_objects(out, clicks, masks, scale):
+    """The COCO file and PNGs: labels, the clicked points, and each PNG the object aimed at."""
     coco = json.loads((out / 'synthetic_scene.json').read_text())
     assert [a['label'] for a in coco['annotations']] == ['first', '']
     assert [a['labels'] for a in coco['annotations']] == [[1], [1]]
@@ -187,8 +190,10 @@ def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
         assert png[int(sy), int(sx)] == 255 and png[ty, tx] == 255  # clicked pixel: foreground
         np.testing.assert_array_equal(png == 255, target.astype(bool))  # the object aimed at
 
-    # The page's RLE decoder against pycocotools, on the scene's own (intricate) object masks,
-    # at full size and sampled down to the preview as the overlay is drawn.
+
+def check_rle_decoder(browser, masks):
+    """The page's RLE decoder against pycocotools, on the scene's own (intricate) object masks,
+    at full size and sampled down to the preview as the overlay is drawn."""
     from pycocotools import mask as mask_utils
     for target in masks:
         rle = mask_utils.encode(np.asfortranarray(target))
@@ -200,3 +205,19 @@ def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
             step = SIZE // side  # nearest sample of pixel centres: rows/cols step/2, 3 step/2, ...
             expected = np.flatnonzero(target[step // 2::step, step // 2::step])
             np.testing.assert_array_equal(found, expected)
+
+
+def test_click_and_save_in_a_real_browser(server, browser, scene, tmp_path):
+    url, out = server
+    image, masks, _ = scene
+    path = tmp_path / 'synthetic_scene.png'
+    Image.fromarray(image).save(path)
+    clicks = [deepest_pixel(m) for m in masks]  # far inside each object
+    assert all(depth > 8 for _, _, depth in clicks)
+    background = deepest_pixel(masks.max(0) == 0)
+
+    canvas = upload(browser, url, path)
+    scale = save_first_object(browser, canvas, clicks[0], background)
+    save_second_object(browser, canvas, clicks[1], image, masks[1], tmp_path)
+    check_saved_objects(out, clicks, masks, scale)
+    check_rle_decoder(browser, masks)
