@@ -172,7 +172,11 @@ class Runner:
             print(f'{job.name}: FAILED ({code}), log {log_path}', flush=True)
             return
         print(f'{job.name}: done in {seconds:.0f} s (device {device})', flush=True)
-        job.on_done(seconds)
+        try:
+            job.on_done(seconds)
+        except Exception as e:  # noqa: BLE001  one unreadable result must not stop the other jobs
+            self.failed[job.name] = f'its results could not be read: {e!r}'
+            print(f'{job.name}: results unreadable: {e!r}', flush=True)
 
     def run(self, jobs: List[Job]) -> None:
         """Run ``jobs`` (started in list order) and wait for all of them."""
@@ -196,16 +200,16 @@ def only(pattern: str) -> str:
 
 
 def training_record(work_dir: str, seconds: float) -> dict:
-    """Checkpoint, wall time and logged loss curve of one training run."""
+    """Checkpoint, wall time and logged loss curve (every logger interval) of one training run."""
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     iters, loss = [], []
-    with open(only(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'loss' in rec:
-                iters.append(rec['iter'])
-                loss.append(rec['loss'])
+    for path in glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')):  # none: ran < one log interval
+        with open(path) as f:
+            for rec in map(json.loads, f):
+                if 'loss' in rec:
+                    iters.append(rec['iter'])
+                    loss.append(rec['loss'])
     return dict(checkpoint=checkpoint, wall_s=seconds, loss_iters=iters, loss=loss)
 
 
@@ -352,65 +356,75 @@ def markdown_tables(data: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def plot_study(data: dict, out: str) -> List[str]:
-    """PNGs of the study; returns their paths."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    labels = {m: s['label'] for m, s in data['settings']['models'].items()}
-    sizes = [str(s) for s in data['settings']['eval_sizes']]
-    paths = []
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:  # a panel of a cut-off run may have nothing yet
+        ax.legend(fontsize=7)
 
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(osp.join(out, name))
-        plt.close(fig)
-        paths.append(osp.join(out, name))
 
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4 * len(sizes), 3.4), dpi=110, squeeze=False, sharey=True)
-    for ax, size in zip(axes[0], sizes):
+def _plot_miou(ax_row, data: dict, labels: dict, sizes: List[str]) -> None:
+    for ax, size in zip(ax_row, sizes):
         for model, label in labels.items():
             ev = data['eval'].get(model, {}).get(size)
             if ev:
                 ax.plot(range(1, len(ev['miou_curve']) + 1), ev['miou_curve'], marker='.', label=label)
         ax.set(title=f'evaluated at {size}²', xlabel='clicks', ylabel='mIoU')
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    save(fig, 'miou_vs_clicks.png')
+        _legend(ax)
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+
+def _plot_noc(ax_row, data: dict, labels: dict, sizes: List[str]) -> None:
     width = 0.8 / max(len(labels), 1)
-    for ax, key in zip(axes, ('NoC@85', 'NoC@90')):
+    for ax, key in zip(ax_row, ('NoC@85', 'NoC@90')):
         for i, (model, label) in enumerate(labels.items()):
             values = [data['eval'].get(model, {}).get(s, {}).get('metrics', {}).get(key, float('nan')) for s in sizes]
             ax.bar([j + i * width for j in range(len(sizes))], values, width, label=label)
         ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(sizes))], [f'{s}²' for s in sizes])
         ax.set(title=f'{key} (lower is better)', ylabel='clicks')
-        ax.legend(fontsize=7)
-    save(fig, 'noc.png')
+        _legend(ax)
 
-    models = [m for m in labels if m in data['attention']]
-    if models:
-        fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.4), dpi=110, squeeze=False, sharey=True)
-        for ax, model in zip(axes[0], models):
-            att = data['attention'][model]
-            for size, stats in att['sizes'].items():
-                ax.plot(range(len(att['layers'])), stats['mean'], marker='o', label=f'{size}²')
-            ax.set(title=labels[model], xlabel='layer', ylabel='mean top-1 attention score', yscale='log')
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        save(fig, 'attention_top1_mean.png')
 
-    if data['train']:
-        fig, ax = plt.subplots(figsize=(5, 3.4), dpi=110)
-        for model, label in labels.items():
-            rec = data['train'].get(model)
-            if rec:
-                ax.plot(rec['loss_iters'], rec['loss'], label=label)
-        ax.set(xlabel='iteration', ylabel='training loss', title='click training at 1024²')
+def _plot_attention(ax_row, data: dict, labels: dict, models: List[str]) -> None:
+    for ax, model in zip(ax_row, models):
+        att = data['attention'][model]
+        for size, stats in att['sizes'].items():
+            ax.plot(range(len(att['layers'])), stats['mean'], marker='o', label=f'{size}²')
+        ax.set(title=labels[model], xlabel='layer', ylabel='mean top-1 attention score', yscale='log')
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        save(fig, 'train_loss.png')
+        _legend(ax)
+
+
+def _plot_loss(ax, data: dict, labels: dict) -> None:
+    for model, label in labels.items():
+        rec = data['train'].get(model)
+        if rec:
+            ax.plot(rec['loss_iters'], rec['loss'], label=label)
+    ax.set(xlabel='iteration', ylabel='training loss', title='click training')
+    ax.grid(alpha=0.3)
+    _legend(ax)
+
+
+def plot_study(data: dict, out: str) -> List[str]:
+    """The study's PNGs (mIoU curves, NoC bars, mean top-1 scores, training loss); returns their paths."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    labels = {m: s['label'] for m, s in data['settings']['models'].items()}
+    sizes = [str(s) for s in data['settings']['eval_sizes']]
+    attended = [m for m in labels if m in data['attention']]
+    figures = [('miou_vs_clicks.png', len(sizes), lambda axes: _plot_miou(axes, data, labels, sizes)),
+               ('noc.png', 2, lambda axes: _plot_noc(axes, data, labels, sizes)),
+               ('attention_top1_mean.png', len(attended), lambda axes: _plot_attention(axes, data, labels, attended)),
+               ('train_loss.png', 1 if data['train'] else 0, lambda axes: _plot_loss(axes[0], data, labels))]
+    paths = []
+    for name, panels, draw in figures:
+        if not panels:
+            continue
+        fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), dpi=110, squeeze=False)
+        draw(axes[0])
+        fig.tight_layout()
+        fig.savefig(osp.join(out, name))
+        plt.close(fig)
+        paths.append(osp.join(out, name))
     return paths
 
 
@@ -424,6 +438,14 @@ def stage_plot(out: str) -> None:
 
 
 # ---------------------------------------------------------------------- command line
+def visible_gpus() -> List[str]:
+    """The GPUs this process sees, named as ``CUDA_VISIBLE_DEVICES`` names them for the jobs."""
+    import torch
+    count = torch.cuda.device_count()
+    visible = [d.strip() for d in os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if d.strip()]
+    return visible[:count] if visible else [str(i) for i in range(count)]
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('stage', choices=['run', 'plot'])
@@ -434,7 +456,8 @@ def parse_args(argv=None):
     parser.add_argument('--eval-sizes', type=int, nargs='+', help='click-evaluation sizes (1024 2048 4096)')
     parser.add_argument('--score-sizes', type=int, nargs='+', help='attention-score sizes (the eval sizes)')
     parser.add_argument('--score-images', type=int, help='images per size for the attention scores (4)')
-    parser.add_argument('--gpu-ids', nargs='+', help='GPUs to use (default: all visible; none: the CPU)')
+    parser.add_argument('--gpu-ids', nargs='+',
+                        help='GPUs to use, as CUDA_VISIBLE_DEVICES names them (default: all visible; none: the CPU)')
     parser.add_argument('--jobs-per-device', type=int, default=3, help='concurrent tool runs per device')
     parser.add_argument('--time-limit-s', type=float, help='start no job after this many seconds')
     parser.add_argument('--tiny', action='store_true', help='CPU-sized pipeline check (TINY_OPTIONS)')
@@ -447,14 +470,12 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.score_sizes = args.score_sizes or args.eval_sizes
-    if args.iters < 1 or args.score_images < 1 or args.jobs_per_device < 1:
-        parser.error('--iters, --score-images and --jobs-per-device must be >= 1')
+    if args.iters < 2:
+        parser.error('--iters must be >= 2 (the schedule has a warm-up and a decay)')
+    if args.score_images < 1 or args.jobs_per_device < 1:
+        parser.error('--score-images and --jobs-per-device must be >= 1')
     args.options = (TINY_OPTIONS if args.tiny else []) + list(args.cfg_options)
-    import torch
-    if args.gpu_ids is not None:
-        args.devices = list(args.gpu_ids)
-    else:
-        args.devices = [str(i) for i in range(torch.cuda.device_count())] or ['cpu']
+    args.devices = list(args.gpu_ids) if args.gpu_ids is not None else visible_gpus() or ['cpu']
     if args.tiny and args.devices != ['cpu'] and args.gpu_ids is None:
         args.devices = ['cpu']  # the tiny check is for CPUs; pass --gpu-ids to run it on GPUs
     on_gpu = args.devices != ['cpu']
