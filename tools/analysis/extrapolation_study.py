@@ -121,13 +121,14 @@ class Runner:
     """Runs jobs, ``per_device`` at a time on each device, with one deadline.
 
     Each job sees only its device (``CUDA_VISIBLE_DEVICES``) and an equal share of the host's
-    cores as torch threads. On GPUs every job is a fresh ``python`` subprocess; on the CPU a
+    cores as torch threads; its output goes to ``<log_dir>/<job name>.log``. On GPUs every job is a fresh ``python`` subprocess; on the CPU a
     forked child of this process (:func:`run_forked`). A job that fails is recorded and the
     others go on; jobs not started by the deadline are skipped and recorded.
     """
 
-    def __init__(self, work_dir: str, devices: List[str], per_device: int, deadline: Optional[float]):
-        self.work_dir, self.devices, self.deadline = work_dir, devices, deadline
+    def __init__(self, log_dir: str, devices: List[str], per_device: int, deadline: Optional[float]):
+        self.log_dir, self.devices, self.deadline = log_dir, devices, deadline
+        os.makedirs(log_dir, exist_ok=True)
         self.slots: 'queue.Queue[str]' = queue.Queue()
         for _ in range(per_device):
             for device in devices:
@@ -155,7 +156,7 @@ class Runner:
             self.skipped[job.name] = 'not started: --time-limit-s reached'
             return
         device = self.slots.get()
-        log_path = osp.join(self.work_dir, f'{job.name}.log')
+        log_path = osp.join(self.log_dir, f'{job.name}.log')
         try:
             start = time.perf_counter()
             if self.fork:
@@ -294,6 +295,7 @@ class Study:
         args = ['tools/analysis/attention_scores.py', MODELS[model][0], self.checkpoint(model), '--sizes',
                 *map(str, self.args.score_sizes), '--images', str(self.args.score_images), '--out', out_dir,
                 '--precision', self.args.precision]
+
         def done(seconds: float) -> None:
             shutil.copy(osp.join(out_dir, 'attention_scores.png'), osp.join(self.out, f'attention_scores_{model}.png'))
             self.record('attention', model, value=scores_record(out_dir, seconds))
@@ -303,11 +305,12 @@ class Study:
     def run(self) -> dict:
         a = self.args
         deadline = None if a.time_limit_s is None else time.time() + a.time_limit_s
-        runner = Runner(self.work_dir, a.devices, a.jobs_per_device, deadline)
+        runner = Runner(osp.join(self.out, 'logs'), a.devices, a.jobs_per_device, deadline)
         start = time.perf_counter()
         self.save()
         runner.run([self.train_job(m) for m in a.models])
-        self.result['train_wall_s'] = time.perf_counter() - start
+        self.result.update(train_wall_s=time.perf_counter() - start, failed=runner.failed, skipped=runner.skipped)
+        self.save()
         # Smaller sizes first, the attention scores before the largest size: what a cut-off run
         # loses is the most expensive, least essential part.
         sizes = sorted(a.eval_sizes)
@@ -317,9 +320,6 @@ class Study:
         self.result.update(failed=runner.failed, skipped=runner.skipped, total_wall_s=time.perf_counter() - start,
                            eval_wall_s=time.perf_counter() - start - self.result['train_wall_s'])
         self.save()
-        os.makedirs(osp.join(self.out, 'logs'), exist_ok=True)
-        for log in glob.glob(osp.join(self.work_dir, '*.log')):  # the tools' output, next to the results
-            shutil.copy(log, osp.join(self.out, 'logs'))
         return self.result
 
 
