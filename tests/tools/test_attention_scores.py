@@ -144,6 +144,17 @@ def test_observing_leaves_the_output_unchanged():
     assert all(blk.attn.attention_observer is None for blk in model.backbone.blocks)
 
 
+def test_observing_needs_attention_layers_and_one_observer_at_a_time():
+    with pytest.raises(ValueError, match='no FlexibleLocalAttention'):
+        with observe_attention(torch.nn.Linear(2, 2), lambda name, inputs: None):
+            pass
+    model = tiny_model(VARIANTS['global'])
+    with observe_attention(model, lambda name, inputs: None):
+        with pytest.raises(RuntimeError, match='already observed'):
+            with observe_attention(model, lambda name, inputs: None):
+                pass
+
+
 def test_summary_statistics_match_numpy():
     values = np.array([0.01, 0.5, 0.5, 1.0, np.nan], dtype=np.float32)
     res = tool.summarize(values)
