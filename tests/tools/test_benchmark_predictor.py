@@ -232,7 +232,7 @@ class OptionsPredictor(HRSAMPredictor):
 
 
 def test_predictor_options_are_passed_and_recorded(tmp_path, monkeypatch, one_thread):
-    monkeypatch.setattr(bp, 'HRSAMPredictor', OptionsPredictor)
+    monkeypatch.setattr(bp.predictors, 'HRSAMPredictor', OptionsPredictor)  # where the sessions look it up
     OptionsPredictor.made.clear()
     result = bp.main(['--device', 'cpu', '--tiny', '--models', 'HRSAM', '--sizes', '64', '--clicks', '2', '--images',
                       '1', '--hrsam-precision', 'bf16', '--hrsam-compile', 'off', '--out', str(tmp_path / 'b.json')])
