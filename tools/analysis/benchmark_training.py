@@ -40,8 +40,8 @@ Per step case: median seconds, images/s, and the model-FLOPs utilization (MFU)::
 * the rate: the median time of a square ``--matmul-size`` bf16 matmul measured in the same
   run (fp32 on the CPU).
 
-Variants (``--variants``, each a comma-joined set of options, compared in one run; step
-cases only): ``eager``; ``compile`` (``backbone.compile()``: ``torch.compile`` of the image
+Variants (``--variants``, each a comma-joined set of options, compared in one run, every
+case): ``eager``; ``compile`` (``backbone.compile()``: ``torch.compile`` of the image
 encoder in place, default mode; the first steps include compilation, reported as
 ``compile_s``); ``fused`` (``AdamW(fused=True)``: one kernel per parameter group and step);
 ``channels_last`` (input batch and model in channels-last memory format). E.g.
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--distill-batch', type=int, default=8)
     parser.add_argument('--batches', type=int, default=2, help='distinct batches cycled by the step cases')
     parser.add_argument('--variants', nargs='+', default=['eager'],
-                        help=f'comma-joined sets of {VARIANT_OPTIONS} (step cases)')
+                        help=f'comma-joined sets of {VARIANT_OPTIONS}')
     parser.add_argument('--matmul-size', type=int, default=8192)
     parser.add_argument('--time-limit', type=float, default=170.0, help='seconds for the whole run')
     parser.add_argument('--tiny', action='store_true', help='CPU smoke mode: tiny models and sizes')
@@ -305,10 +305,8 @@ def distill_batches(model, size: int, batch: int, count: int) -> List[dict]:
 
 
 # ---------------------------------------------------------------------------- step cases
-def build_for_variant(cfg: Config, device: str, variant: Sequence[str]):
-    """Model (train mode, on ``device``) and optimizer wrapper of one variant."""
-    model = MODELS.build(cfg.model).to(device).train()
-    wrapper = build_optim_wrapper(model, optim_cfg(cfg, device, variant))
+def apply_variant(model, variant: Sequence[str]) -> None:
+    """Channels-last and compile options, in place on a built model."""
     if 'channels_last' in variant:
         model.to(memory_format=torch.channels_last)
         preprocess = model.data_preprocessor.forward
@@ -320,6 +318,13 @@ def build_for_variant(cfg: Config, device: str, variant: Sequence[str]):
         model.data_preprocessor.forward = channels_last_inputs
     if 'compile' in variant:
         model.backbone.compile()  # in place: the first steps compile
+
+
+def build_for_variant(cfg: Config, device: str, variant: Sequence[str]):
+    """Model (train mode, on ``device``) and optimizer wrapper of one variant."""
+    model = MODELS.build(cfg.model).to(device).train()
+    wrapper = build_optim_wrapper(model, optim_cfg(cfg, device, variant))
+    apply_variant(model, variant)
     return model, wrapper
 
 
@@ -355,33 +360,42 @@ def run_step_case(case: str, cfg: Config, batches: List[dict], variant: Sequence
 
 # ---------------------------------------------------------------------------- quickstart (Runner)
 class ProbeHook(Hook):
-    """Clock readings after every iteration (device-synchronized), the op count of one
-    iteration, a profile of the last ones, and a stop at the deadline."""
+    """Applies the variant before training; clock readings after every iteration
+    (device-synchronized), the op count of one ``train_step``, a profile of the last
+    iterations, and a stop at the deadline."""
 
     priority = 'VERY_LOW'
 
-    def __init__(self, count_at: int, profile_at: int, profile_iters: int, device: str, clock: Clock):
+    def __init__(self, variant: Sequence[str], count_at: int, profile_at: int, profile_iters: int, device: str,
+                 clock: Clock):
+        self.variant = variant
         self.count_at, self.profile_at, self.profile_iters = count_at, profile_at, profile_iters
         self.device, self.clock = device, clock
         self.stamps: Dict[int, float] = {}
-        self.counter: Optional[OpCounter] = None
         self.ops_per_step: Optional[int] = None
         self.prof = None
         self.profile: Optional[Dict] = None
 
+    def before_train(self, runner) -> None:
+        apply_variant(runner.model, self.variant)
+        train_step = runner.model.train_step
+
+        def counted_train_step(*args, **kwargs):
+            if runner.iter != self.count_at or 'compile' in self.variant:
+                return train_step(*args, **kwargs)
+            with OpCounter() as counter:
+                outputs = train_step(*args, **kwargs)
+            self.ops_per_step = counter.count
+            return outputs
+        runner.model.train_step = counted_train_step
+
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        if runner.iter == self.count_at:
-            self.counter = OpCounter()
-            self.counter.__enter__()
         if runner.iter == self.profile_at and self.profile_iters > 0:
             self.prof = start_profiler(self.device)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         synchronize(self.device)
         self.stamps[runner.iter] = time.perf_counter()
-        if self.counter is not None:
-            self.counter.__exit__(None, None, None)
-            self.ops_per_step, self.counter = self.counter.count, None
         if self.prof is not None and runner.iter == self.profile_at + self.profile_iters - 1:
             self.prof.stop()
             self.profile, self.prof = summarize_profile(self.prof, self.profile_iters, self.device), None
@@ -389,7 +403,7 @@ class ProbeHook(Hook):
             runner.train_loop.stop_training = True
 
 
-def run_quickstart(args, clock: Clock) -> Dict:
+def run_quickstart(args, variant: Sequence[str], clock: Clock) -> Dict:
     """The quickstart config through MMEngine's Runner, as ``tools/train.py CONFIG --amp``."""
     from mmengine.runner import Runner
     cfg = load_config(QUICKSTART, args.tiny, 'quickstart')
@@ -403,17 +417,17 @@ def run_quickstart(args, clock: Clock) -> Dict:
     if args.workers is not None:
         cfg.train_dataloader.num_workers = args.workers
         cfg.train_dataloader.persistent_workers = args.workers > 0
-    cfg.optim_wrapper = optim_cfg(cfg, args.device, ('eager', ))
-    probe = ProbeHook(count_at, profile_at, args.profile_iters, args.device, clock)
+    cfg.optim_wrapper = optim_cfg(cfg, args.device, variant)
+    probe = ProbeHook(variant, count_at, profile_at, args.profile_iters, args.device, clock)
     runner = Runner.from_cfg(cfg)
     runner.register_hook(probe)
     runner.train()
     timed = [probe.stamps[i] - probe.stamps[i - 1] for i in range(count_at + 1, profile_at)
              if i in probe.stamps and i - 1 in probe.stamps]
     if not timed:
-        return dict(case='quickstart', skipped='no timed iteration before the time limit')
+        return dict(case='quickstart', variant=','.join(variant), skipped='no timed iteration in time')
     batch = cfg.train_dataloader.batch_size
-    return dict(case='quickstart', variant='runner', batch=batch, size=input_size(cfg),
+    return dict(case='quickstart', variant=','.join(variant), batch=batch, size=input_size(cfg),
                 num_workers=cfg.train_dataloader.num_workers, median_s=statistics.median(timed),
                 min_s=min(timed), times_s=timed, images_per_s=batch / statistics.median(timed),
                 ops_per_step=probe.ops_per_step, profile=probe.profile)
@@ -465,8 +479,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     rate = matmul_rate(args.device, args.matmul_size)
     print(f"matmul {rate['size']}³ {rate['dtype']}: {rate['flops_per_s'] / 1e12:.1f} TFLOP/s", flush=True)
     results = []
-    if 'quickstart' in args.cases:
-        results.append(run_quickstart(args, clock))
+    for variant in args.variants if 'quickstart' in args.cases else []:
+        results.append(run_quickstart(args, variant, clock) if clock.left() > 10 else
+                       dict(case='quickstart', variant=','.join(variant), skipped='time limit'))
         report(results[-1])
     results += step_cases(args, clock, rate['flops_per_s'])
     out = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
