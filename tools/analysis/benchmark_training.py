@@ -44,8 +44,11 @@ Variants (``--variants``, each a comma-joined set of options, compared in one ru
 case): ``eager``; ``compile`` (``backbone.compile()``: ``torch.compile`` of the image
 encoder in place, default mode; the first steps include compilation, reported as
 ``compile_s``); ``fused`` (``AdamW(fused=True)``: one kernel per parameter group and step);
-``channels_last`` (input batch and model in channels-last memory format). E.g.
-``--variants eager fused compile,fused``.
+``channels_last`` (input batch and model in channels-last memory format); ``no_scaler``
+(``AmpOptimWrapper(loss_scale=dict(enabled=False))``: MMEngine's wrapper, as
+``tools/train.py --amp`` builds it, keeps a dynamic ``GradScaler`` even for bf16, which
+costs an unscale pass, an inf check and a host sync per step, and bf16 needs no loss
+scaling). E.g. ``--variants eager fused,no_scaler compile,fused,no_scaler``.
 
 Profile (``--profile-iters`` > 0): after the timed iterations, ``torch.profiler`` over that
 many steps; prints the top-15 ops by self device time (CUDA) and by self CPU time, and per
@@ -96,7 +99,7 @@ QUICKSTART = 'configs/quickstart/hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py'
 CLICK_VITB = 'configs/multi_gpu/hrsam_kv-pad_2xb2_200it_synthetic-1024.py'
 DISTILL = 'configs/multi_gpu/hrsam_kv-pad_2xb4_300it_synthetic-sam-distill-1024.py'
 CASES = ('quickstart', 'click-vitb', 'distill')
-VARIANT_OPTIONS = ('eager', 'compile', 'fused', 'channels_last')
+VARIANT_OPTIONS = ('eager', 'compile', 'fused', 'channels_last', 'no_scaler')
 SYNC_CALLS = ('cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize')
 
 
@@ -275,6 +278,8 @@ def optim_cfg(cfg: Config, device: str, variant: Sequence[str]) -> dict:
     wrapper = copy.deepcopy(cfg.optim_wrapper)
     if device.startswith('cuda'):
         wrapper.type, wrapper.dtype = 'AmpOptimWrapper', 'bfloat16'
+    if 'no_scaler' in variant and device.startswith('cuda'):
+        wrapper.loss_scale = dict(enabled=False)  # bf16 needs no loss scaling
     if 'fused' in variant:
         if wrapper.optimizer.get('foreach'):
             raise ValueError("variant 'fused' conflicts with the config's optimizer foreach=True")
