@@ -90,7 +90,7 @@ class ClickSegmentor(InteractiveSAM):
         device = target.device
         steps = int(num_iters.max()) if batch else 0  # no device sync: k is drawn on the CPU
         num_iters = num_iters.to(device, non_blocking=True)
-        clicked = torch.zeros_like(target)
+        clicked = torch.zeros(batch, height, width, dtype=torch.bool, device=device)  # contiguous: viewed flat
         xs_list: List[Tensor] = []
         ys_list: List[Tensor] = []
         labels_list: List[Tensor] = []
