@@ -39,6 +39,16 @@ def test_op_counter_counts_computing_ops_not_views():
     assert counter.count == 3  # add, clone (reshape of a non-contiguous tensor), sum
 
 
+def test_failures_and_the_time_limit_become_rows():
+    def fail():
+        raise RuntimeError('CUDA out of memory')
+
+    clock = bt.Clock(60)
+    assert bt.guarded('distill', ('compile', ), clock, fail) == dict(
+        case='distill', variant='compile', skipped='error: RuntimeError: CUDA out of memory')
+    assert bt.guarded('distill', ('eager', ), bt.Clock(5), lambda: {})['skipped'] == 'time limit'
+
+
 def test_tiny_cpu_run(tmp_path):
     out = tmp_path / 'bt.json'
     threads = torch.get_num_threads()

@@ -57,7 +57,8 @@ step the number of kernel launches, ``cudaStreamSynchronize`` / ``cudaDeviceSync
 until the device catches up).
 
 ``--time-limit`` bounds the whole run: timed loops stop early (never below 3 timed steps)
-and cases that cannot start in time are recorded as skipped. ``--tiny`` is a CPU smoke mode
+and cases that cannot start in time are recorded as skipped; a case or variant that fails
+(out of memory, a failed compilation) is recorded with its error and the others still run. ``--tiny`` is a CPU smoke mode
 (the quickstart model at 64²-256², two iterations each) used by the tests.
 
 Examples::
@@ -451,12 +452,23 @@ def step_cases(args, clock: Clock, rate: float) -> List[Dict]:
                 head = MODELS.build(cfg.model).head
             batches = distill_batches(argparse.Namespace(head=head), input_size(cfg), args.distill_batch, args.batches)
         for variant in args.variants:
-            if clock.left() < 10:
-                results.append(dict(case=case, variant=','.join(variant), skipped='time limit'))
-                continue
-            results.append(run_step_case(case, cfg, batches, variant, args, clock, rate))
+            results.append(guarded(case, variant, clock, lambda: run_step_case(case, cfg, batches, variant, args,
+                                                                               clock, rate)))
             report(results[-1])
     return results
+
+
+def guarded(case: str, variant: Sequence[str], clock: Clock, run: Callable[[], Dict]) -> Dict:
+    """``run()``, or a row saying why not: the time limit, or the error it raised (out of
+    memory, a failed compilation); the other cases still run."""
+    if clock.left() < 10:
+        return dict(case=case, variant=','.join(variant), skipped='time limit')
+    try:
+        return run()
+    except Exception as error:  # noqa: BLE001  (recorded, and the run goes on)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return dict(case=case, variant=','.join(variant), skipped=f'error: {type(error).__name__}: {error}'[:500])
 
 
 def report(result: Dict) -> None:
@@ -485,8 +497,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     print(f"matmul {rate['size']}³ {rate['dtype']}: {rate['flops_per_s'] / 1e12:.1f} TFLOP/s", flush=True)
     results = []
     for variant in args.variants if 'quickstart' in args.cases else []:
-        results.append(run_quickstart(args, variant, clock) if clock.left() > 10 else
-                       dict(case='quickstart', variant=','.join(variant), skipped='time limit'))
+        results.append(guarded('quickstart', variant, clock, lambda: run_quickstart(args, variant, clock)))
         report(results[-1])
     results += step_cases(args, clock, rate['flops_per_s'])
     out = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
