@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import statistics
@@ -253,8 +254,14 @@ def time_steps(step: Callable[[], None], warmup: int, iters: int, device: str, c
 
 
 def encoder_flops(model_cfg: dict, size: int) -> int:
-    """Forward FLOPs of the image encoder on one size² image (count_flops.py's counter)."""
-    return int(count_encoder(encoder_cfg(model_cfg, size), size)['flops'])
+    """Forward FLOPs of the image encoder on one size² image (count_flops.py's counter),
+    counted once per encoder and size."""
+    return _encoder_flops(json.dumps(encoder_cfg(model_cfg, size), sort_keys=True), size)
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_flops(cfg_json: str, size: int) -> int:
+    return int(count_encoder(json.loads(cfg_json), size)['flops'])
 
 
 # ---------------------------------------------------------------------------- configs and data
