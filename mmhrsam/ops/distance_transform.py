@@ -212,8 +212,8 @@ def squared_distance_transform(mask: Tensor, chunk: Optional[int] = None, method
     Args:
         mask (Tensor): bool (B, H, W), any device.
         chunk (int, optional): offsets of the row pass between two host syncs; None (the
-            default) picks the largest that fits :data:`CHUNK_ELEMENTS`. The result does
-            not depend on it.
+            default): :data:`CPU_CHUNK` offset by offset, windowed the largest number that
+            fits :data:`CHUNK_ELEMENTS`. The result does not depend on it.
         method (str): how a chunk of offsets is applied: ``'offsets'`` one by one in
             place, ``'window'`` one windowed minimum (few kernels, more memory), ``'auto'``
             (default) ``'offsets'`` on the CPU and ``'window'`` elsewhere. Same result.
