@@ -89,6 +89,8 @@ class ClickSegmentor(InteractiveSAM):
         batch, (height, width) = target.shape[0], target.shape[-2:]
         device = target.device
         steps = int(num_iters.max()) if batch else 0  # no device sync: k is drawn on the CPU
+        if device.type == 'cuda' and num_iters.device.type == 'cpu':
+            num_iters = num_iters.pin_memory()  # an asynchronous copy needs pinned memory
         num_iters = num_iters.to(device, non_blocking=True)
         clicked = torch.zeros(batch, height, width, dtype=torch.bool, device=device)  # contiguous: viewed flat
         xs_list: List[Tensor] = []
