@@ -73,3 +73,16 @@ def test_tiny_cpu_run(tmp_path):
         assert r['model_flops_per_step'] == 3 * forward * r['batch']
         assert r['mfu'] == pytest.approx(r['model_flops_per_step'] / r['median_s'] / rate)
     assert result['results'][0]['num_workers'] == 0  # the quickstart config's own setting
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_tiny_cuda_run_counts_launches_and_syncs(tmp_path):
+    result = bt.main(['--tiny', '--device', 'cuda', '--cases', 'quickstart', 'distill', '--variants', 'eager',
+                      'fused,no_scaler', '--profile-iters', '1', '--out', str(tmp_path / 'bt.json')])
+    rows = result['results']
+    assert [r['case'] for r in rows] == ['quickstart', 'quickstart', 'distill', 'distill']
+    for r in rows:
+        assert 'skipped' not in r, r
+        assert r['profile']['per_step']['kernel_launches'] > 50
+    # one fused AdamW kernel per parameter group instead of several foreach ops: fewer operators
+    assert rows[1]['ops_per_step'] < rows[0]['ops_per_step'] and rows[3]['ops_per_step'] < rows[2]['ops_per_step']
