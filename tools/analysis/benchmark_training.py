@@ -301,10 +301,11 @@ def click_batches(cfg: Config, batch: int, count: int) -> List[dict]:
     return [pseudo_collate([dataset[i * batch + j] for j in range(batch)]) for i in range(count)]
 
 
-def distill_batches(model, size: int, batch: int, count: int) -> List[dict]:
-    """Random uint8 images and random teacher embeddings of the shape the student outputs."""
-    grid = size // model.head.stride
-    channels = model.head.prompt_encoder.embed_dim
+def distill_batches(head, size: int, batch: int, count: int) -> List[dict]:
+    """Random uint8 images and random teacher embeddings of the shape the student outputs
+    (the embedding the SAM ``head`` takes: its width, one cell per ``head.stride`` pixels)."""
+    grid = size // head.stride
+    channels = head.prompt_encoder.embed_dim
     batches = []
     for _ in range(count):
         samples = []
@@ -457,7 +458,7 @@ def step_cases(args, clock: Clock, rate: float) -> List[Dict]:
         else:
             with torch.device('meta'):
                 head = MODELS.build(cfg.model).head
-            batches = distill_batches(argparse.Namespace(head=head), input_size(cfg), args.distill_batch, args.batches)
+            batches = distill_batches(head, input_size(cfg), args.distill_batch, args.batches)
         for variant in args.variants:
             results.append(guarded(case, variant, clock, lambda: run_step_case(case, cfg, batches, variant, args,
                                                                                clock, rate)))
