@@ -38,8 +38,9 @@ def enable_amp(cfg) -> None:
     wrapper.type = 'AmpOptimWrapper'
     bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
     wrapper.dtype = 'bfloat16' if bf16 else 'float16'
-    if not bf16:
-        wrapper.loss_scale = 'dynamic'
+    # bf16 has fp32's exponent range: loss scaling only adds an unscale pass and a host sync
+    # per step, so the scaler is off; fp16 needs dynamic scaling.
+    wrapper.loss_scale = 'dynamic' if not bf16 else dict(enabled=False)
 
 
 def main(argv=None):

@@ -106,6 +106,7 @@ class EncoderRunner:
         if self.autocast_dtype is not None:
             self.backbone = cast_matmul_weights(copy.deepcopy(self.source), self.autocast_dtype)
         self._compiled: Optional[Callable] = None
+        self._warm: set = set()  # input shapes seen by an eager forward
         self._graphs: 'OrderedDict[Tuple, Tuple[Tensor, Callable, Tensor]]' = OrderedDict()
 
     @property
@@ -120,13 +121,25 @@ class EncoderRunner:
             self._compiled = torch.compile(self.backbone, fullgraph=True, dynamic=False)
         return self._compiled if self.use_compile else self.backbone
 
-    def _run(self, x: Tensor) -> Tensor:
+    def _run(self, x: Tensor, eager: bool = False) -> Tensor:
+        forward = self.backbone if eager else self._forward_fn()
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                                              enabled=self.autocast_dtype is not None):
-            out = self._forward_fn()(x)
+            out = forward(x)
         return out[-1] if isinstance(out, (tuple, list)) else out
 
+    def _warm_up(self, x: Tensor) -> None:
+        """One eager forward per new input shape before it is compiled: it builds the attention
+        index maps and other per-size tables as plain cached tensors, which the compiled graph
+        then reads as constants; traced cold, their data-dependent construction makes
+        ``fullgraph`` compilation fail."""
+        key = (tuple(x.shape), x.dtype)
+        if self.use_compile and key not in self._warm:
+            self._run(x, eager=True)
+            self._warm.add(key)
+
     def _run_or_fall_back(self, x: Tensor) -> Tensor:
+        self._warm_up(x)
         try:
             return self._run(x)
         except Exception as exc:  # noqa: BLE001  (any compiler failure; eager is the fallback)

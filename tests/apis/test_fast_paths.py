@@ -137,3 +137,34 @@ def test_cast_weights_copy_is_bit_identical_to_autocast():
     runner = EncoderRunner(backbone, torch.device('cuda'), precision='bf16', compile=False, cuda_graph=False)
     assert runner.backbone is not backbone and backbone.patch_embed.proj.weight.dtype == torch.float32
     assert torch.equal(runner(x), expected)
+
+
+@pytest.fixture
+def chunked_scan():
+    from mmhrsam.ops import get_backends, set_backends
+    before = get_backends()
+    set_backends(scan='chunked')  # 'auto' on a CPU would try importing mamba_ssm inside the forward
+    yield
+    set_backends(**before)
+
+
+def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(monkeypatch, chunked_scan):
+    """Dynamo (with its eager backend, so it runs on CPU) traces the encoder in one graph once
+    an eager forward has built the per-size tables; traced cold it cannot (data-dependent)."""
+    import functools
+    backbone, _ = tiny_models()
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        expected = backbone(x)[-1]
+    monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='eager'))
+    torch._dynamo.reset()
+    cold = torch.compile(backbone, fullgraph=True, dynamic=False)
+    with pytest.raises(Exception), torch.no_grad():
+        cold(torch.randn(1, 3, 320, 320))  # a size no forward has seen
+    torch._dynamo.reset()
+    runner = EncoderRunner(backbone, torch.device('cpu'))
+    runner.use_compile, runner.compile_mode = True, True  # errors propagate, no eager fallback
+    got = runner(x)
+    assert runner.use_compile and runner._compiled is not None
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()

@@ -171,7 +171,8 @@ def test_target_checks_pass_and_miss():
 
 def test_fast_path_checks():
     rows = [row('HRSAM', 2048, 'fast', 9.0), row('SAM-ViT-H', 1024, 'eager', 60.0),
-            row('HRSAM++', 2048, 'fast', 11.7), row('HRSAM', 4096, 'fast', 37.0, peak_mib=3000.0)]
+            row('HRSAM++', 2048, 'fast', 11.7), dict(row('HRSAM', 4096, 'fast', 37.0, peak_mib=3000.0), cache_mib=None)]
+    assert len(be.target_checks(rows)) == 3  # fast rows carry no separate cache figure (None)
     checks = {c['id']: c for c in be.fast_path_checks(rows)}
     assert {k: c['status'] for k, c in checks.items()} == {'F1': 'PASS', 'F2': 'PASS', 'F3': 'MISS',
                                                            'F4': 'MISS', 'F5': 'PASS'}

@@ -50,7 +50,7 @@ def target_checks(rows: Sequence[Dict]) -> List[Dict]:
             checks.append(_check('4', 'HRSAM peak memory at 4096² <= 4 GiB (weights included)', mode,
                                  a['peak_mib'] / 1024, 4.0,
                                  f"{a['peak_mib'] / 1024:.3f} GiB = weights {a['weights_mib']:.0f} + input "
-                                 f"{a['input_mib']:.0f} + caches {a['cache_mib']:.0f} + activation peak "
+                                 f"{a['input_mib']:.0f} + caches {a['cache_mib'] or 0:.0f} + activation peak "
                                  f"{a['act_peak_mib']:.0f} MiB (<= 4 GiB)"))
     a = _find(rows, 'HRSAM', 1024, 'eager', 'cpu')
     if a:
