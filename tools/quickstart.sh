@@ -9,7 +9,12 @@ CONFIG=configs/quickstart/hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py
 WORK_DIR=${WORK_DIR:-work_dirs/quickstart}
 START=$(date +%s)
 echo "[quickstart] training a tiny HRSAM on synthetic scenes (1000 iterations; ETA in the log lines)"
-"$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
+LOADER=()
+if [ "$(nproc)" -le 2 ]; then
+  # On 2 cores a data-loading worker competes with the two compute threads: load in the main process.
+  LOADER=(--cfg-options train_dataloader.num_workers=0 train_dataloader.persistent_workers=False)
+fi
+"$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "${LOADER[@]}" "$@"
 CKPT=$(cat "$WORK_DIR/last_checkpoint")
 echo "[quickstart] evaluating $CKPT with 20 simulated clicks per object"
 "$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR"
