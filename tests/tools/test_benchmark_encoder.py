@@ -52,6 +52,9 @@ def test_plan_skips_with_reasons():
     assert len(cases) == 3 * 2 * 3 + 1  # eager, fast (on by default), graph
     assert by_key['HRSAM', 1024, 'eager'].skip == ''
     assert 'default path is the eager forward' in by_key['HRSAM', 1024, 'fast'].skip
+    cuda_cases = {(c.model, c.size, c.mode): c for c in be.plan(args, torch.device('cuda'))}
+    assert cuda_cases['HRSAM', 1024, 'fast'].skip == ''
+    assert 'not capturable' in cuda_cases['SAM-ViT-H', 1024, 'fast'].skip
     assert 'CUDA graphs' in by_key['HRSAM', 1024, 'graph'].skip
     assert '--max-global-tokens' in by_key['Global', 2048, 'eager'].skip  # 16384 tokens > 4096 on CPU
     assert by_key['Global', 1024, 'eager'].skip == ''

@@ -35,6 +35,15 @@ def size_skip_reason(name: str, size: int, args: argparse.Namespace) -> str:
     return ''
 
 
+def model_mode_skip_reason(name: str, mode: str) -> str:
+    """Why ``mode`` does not apply to encoder ``name`` ('' if it does)."""
+    if mode == 'fast' and ENCODERS[name].host_factories:
+        # Its forward copies host-made index tensors to the GPU, which a CUDA graph cannot
+        # capture; SamPredictor users run it eagerly, so its eager row is the comparison.
+        return "segment_anything's encoder is not capturable as is: see its eager (and graph) rows"
+    return ''
+
+
 def plan(args: argparse.Namespace, device: torch.device) -> List[Case]:
     """Every (model, size, mode) case in run order; each breakdown follows its model's
     cases at that size, so the model is built once."""
@@ -43,7 +52,8 @@ def plan(args: argparse.Namespace, device: torch.device) -> List[Case]:
     for name in args.models:
         for size in args.sizes:
             skip = size_skip_reason(name, size, args)
-            cases += [Case(name, size, mode, skip or mode_skip_reason(mode, device)) for mode in modes]
+            cases += [Case(name, size, mode, skip or mode_skip_reason(mode, device) or model_mode_skip_reason(name, mode))
+                      for mode in modes]
     if args.breakdown:
         for name in args.breakdown_models:
             case = Case(name, args.breakdown_size, 'breakdown', size_skip_reason(name, args.breakdown_size, args))
