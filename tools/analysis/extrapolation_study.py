@@ -12,12 +12,17 @@ real tools as subprocesses:
    layer at every size;
 4. everything goes into ``<out>/extrapolation_study.json`` (rewritten after every finished
    job, so a cut-off run keeps what it finished), the tables into ``extrapolation_study.md``
-   and the plots (``plot``) into PNGs next to them.
+   and the plots (``plot``) into PNGs next to them; ``--bundle`` packs ``--out`` and the work
+   dir without checkpoints into one ``.tar.gz`` (for machines that return few files).
+
+``collect`` rebuilds the JSON from a run's work dir alone (checkpoints not needed; the few
+settings and wall times a work dir cannot tell are marked missing), then plots it.
 
 Usage::
 
-    python3 tools/analysis/extrapolation_study.py run --work-dir work_dirs/extrapolation --out OUT
+    python3 tools/analysis/extrapolation_study.py run --work-dir work_dirs/extrapolation --out OUT [--bundle B.tar.gz]
     python3 tools/analysis/extrapolation_study.py plot --out OUT
+    python3 tools/analysis/extrapolation_study.py collect --work-dir work_dirs/extrapolation --out OUT
     python3 tools/analysis/extrapolation_study.py run --tiny --work-dir W --out OUT   # CPU, < 1 minute
 
 ``--tiny`` shrinks scenes, windows, schedule and click budget (``TINY_OPTIONS``) so that the
@@ -26,6 +31,7 @@ whole pipeline runs on a CPU in well under a minute; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import calendar
 import concurrent.futures
 import csv
 import glob
@@ -33,15 +39,17 @@ import json
 import os
 import os.path as osp
 import queue
+import re
 import runpy
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 sys.path.insert(0, ROOT)  # run from a checkout without installing, as the other tools
@@ -200,7 +208,7 @@ def only(pattern: str) -> str:
     return matches[0]
 
 
-def training_record(work_dir: str, seconds: float) -> dict:
+def training_record(work_dir: str, seconds: Optional[float]) -> dict:
     """Checkpoint, wall time and logged loss curve (every logger interval) of one training run."""
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
@@ -214,10 +222,15 @@ def training_record(work_dir: str, seconds: float) -> dict:
     return dict(checkpoint=checkpoint, wall_s=seconds, loss_iters=iters, loss=loss)
 
 
-def evaluation_record(work_dir: str, seconds: float) -> dict:
-    """tools/test.py's summary plus the per-instance IoU after every click."""
-    summary = read_json(only(osp.join(work_dir, '*', 'summary.json')))
-    with open(only(osp.join(work_dir, '*', 'per_instance.csv'))) as f:
+def evaluation_record(run_dir: str, seconds: Optional[float]) -> dict:
+    """tools/test.py's summary plus the per-instance IoU after every click.
+
+    Args:
+        run_dir (str): the test run's timestamped folder (``summary.json``, ``per_instance.csv``).
+        seconds (float, optional): the job's wall time; None where unknown.
+    """
+    summary = read_json(osp.join(run_dir, 'summary.json'))
+    with open(osp.join(run_dir, 'per_instance.csv')) as f:
         rows = list(csv.DictReader(f))
     clicks = len(summary['miou_curve'])
     ious = [[float(r[f'iou_{k}']) for k in range(1, clicks + 1)] for r in rows]
@@ -225,7 +238,7 @@ def evaluation_record(work_dir: str, seconds: float) -> dict:
                 instances=[f"{r['img_id']}/{r['instance_id']}" for r in rows], ious=ious, wall_s=seconds)
 
 
-def scores_record(out_dir: str, seconds: float) -> dict:
+def scores_record(out_dir: str, seconds: Optional[float]) -> dict:
     """Per size: mean, minimum and quartiles of the top-1 attention score per layer."""
     data = read_json(osp.join(out_dir, 'attention_scores.json'))
     per_size = {}
@@ -286,8 +299,9 @@ class Study:
         work_dir = osp.join(self.work_dir, model, f'test_{size}')
         args = ['tools/test.py', MODELS[model][0], self.checkpoint(model), '--work-dir', work_dir,
                 '--target-size', str(size), '--precision', self.args.precision]
+        run_dir = lambda: osp.dirname(only(osp.join(work_dir, '*', 'summary.json')))  # noqa: E731
         return Job(f'test_{model}_{size}', args + self.options(),
-                   lambda s: self.record('eval', model, str(size), value=evaluation_record(work_dir, s)),
+                   lambda s: self.record('eval', model, str(size), value=evaluation_record(run_dir(), s)),
                    needs=[self.checkpoint(model)])
 
     def scores_job(self, model: str) -> Job:
@@ -321,6 +335,179 @@ class Study:
                            eval_wall_s=time.perf_counter() - start - self.result['train_wall_s'])
         self.save()
         return self.result
+
+
+# ---------------------------------------------------------------------- rebuilding the JSON from a work dir
+#: An MMEngine log line's timestamp (1 s resolution).
+LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - ')
+#: Settings that only the driver's command line knows.
+NOT_IN_WORK_DIR = dict(devices='the GPUs are not recorded in the work dir',
+                       tiny='not recorded in the work dir (the dumped configs hold the effective settings)',
+                       cfg_options='not recorded as a list (the dumped configs hold their effect)')
+WALL_NOTE = ("wall times from the MMEngine logs' timestamps (1 s resolution): each leaves out the tool's "
+             'start-up before its first log line and its exit, so they are lower bounds of what `run` '
+             'measures; train_wall_s spans the first training log line to the last, eval_wall_s the last '
+             "training log line to the last test log line (the attention-score jobs' ends are not known)")
+
+
+def log_span(paths: List[str]) -> Optional[Tuple[float, float]]:
+    """First and last timestamp (seconds) over MMEngine logs; None if they hold none."""
+    stamps = []
+    for path in paths:
+        with open(path) as f:
+            stamps += [calendar.timegm(time.strptime(m.group(1), '%Y/%m/%d %H:%M:%S'))
+                       for m in map(LOG_TIME.match, f) if m]
+    return (min(stamps), max(stamps)) if stamps else None
+
+
+def dumped_config(job_dir: str, model: str):
+    """The config MMEngine dumped into a job's work dir (the study config with the run's options)."""
+    from mmengine.config import Config
+    path = osp.join(job_dir, osp.basename(MODELS[model][0]))
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path} is missing: {job_dir} was not written by a run of {MODELS[model][0]}')
+    return Config.fromfile(path)
+
+
+class Collector:
+    """Rebuilds ``extrapolation_study.json`` from a run's work dir (finished or cut off).
+
+    The records are read from the tools' own outputs with the functions ``run`` uses, so the
+    JSON has ``run``'s schema; what a work dir cannot tell is None and listed, with the reason,
+    under ``collected.missing`` (the command line's devices and options, the jobs that left no
+    results, the attention-score jobs' wall times). Wall times: see ``WALL_NOTE``.
+
+    Args:
+        work_dir (str): the ``--work-dir`` of the run (``<model>/train``, ``<model>/test_<size>``,
+            ``<model>/attention_scores``); checkpoints are not needed.
+    """
+
+    def __init__(self, work_dir: str):
+        self.work_dir = osp.abspath(work_dir)
+        self.models = [m for m in MODELS if osp.isdir(osp.join(self.work_dir, m))]
+        if not self.models:
+            raise FileNotFoundError(f'no model folder ({", ".join(MODELS)}) in {self.work_dir}')
+        self.missing: Dict[str, str] = dict(NOT_IN_WORK_DIR)
+        self.notes: List[str] = [WALL_NOTE]
+        self.spans: Dict[str, Dict[str, Tuple[float, float]]] = dict(train={}, eval={})
+        self.result = dict(settings={}, train={}, eval={}, attention={}, failed=None, skipped=None)
+        for key in ('failed', 'skipped'):
+            self.missing[key] = "the driver's record, not in the work dir; jobs that left no results are listed here"
+
+    def wall_s(self, key: str, logs: List[str]) -> Optional[float]:
+        span = log_span(logs)
+        if span is None:
+            self.missing[f'{key}/wall_s'] = 'no timestamped MMEngine log'
+            return None
+        self.spans[key.split('/')[0]][key] = span
+        return span[1] - span[0]
+
+    def train(self, model: str) -> None:
+        job_dir = osp.join(self.work_dir, model, 'train')
+        if not osp.isfile(osp.join(job_dir, 'last_checkpoint')):
+            self.missing[f'train/{model}'] = f'no {job_dir}/last_checkpoint: failed, skipped or cut off'
+            return
+        logs = glob.glob(osp.join(job_dir, '*', '*.log'))
+        if len(logs) > 1:
+            self.notes.append(f'train/{model}: {len(logs)} training runs (resumed?); its wall time spans them all')
+        self.result['train'][model] = training_record(job_dir, self.wall_s(f'train/{model}', logs))
+
+    def evals(self, model: str) -> None:
+        for job_dir in sorted(glob.glob(osp.join(self.work_dir, model, 'test_*'))):
+            size = osp.basename(job_dir)[len('test_'):]
+            runs = sorted(osp.dirname(p) for p in glob.glob(osp.join(job_dir, '*', 'summary.json')))
+            if not size.isdigit() or not runs:
+                self.missing[f'eval/{model}/{size}'] = f'no {job_dir}/<run>/summary.json: failed or cut off'
+                continue
+            if len(runs) > 1:  # timestamped folders: the last one is the newest
+                self.notes.append(f'eval/{model}/{size}: {len(runs)} test runs, the newest ({runs[-1]}) is used')
+            seconds = self.wall_s(f'eval/{model}/{size}', glob.glob(osp.join(runs[-1], '*.log')))
+            self.result['eval'].setdefault(model, {})[size] = evaluation_record(runs[-1], seconds)
+
+    def attention(self, model: str, out: str) -> None:
+        out_dir = osp.join(self.work_dir, model, 'attention_scores')
+        if not osp.isfile(osp.join(out_dir, 'attention_scores.json')):
+            self.missing[f'attention/{model}'] = f'no {out_dir}/attention_scores.json: failed, skipped or cut off'
+            return
+        self.result['attention'][model] = scores_record(out_dir, None)
+        self.missing[f'attention/{model}/wall_s'] = "the attention-score tool logs to the driver's <out>/logs only"
+        if osp.isfile(osp.join(out_dir, 'attention_scores.png')):
+            shutil.copy(osp.join(out_dir, 'attention_scores.png'), osp.join(out, f'attention_scores_{model}.png'))
+
+    def one(self, key: str, values: set):
+        """The value every job agrees on; None (and listed as missing) if they differ or none has one."""
+        if len(values) == 1 and None not in values:
+            return next(iter(values))
+        self.missing[f'settings/{key}'] = f'the jobs recorded {sorted(map(str, values))}'
+        return None
+
+    def settings(self) -> dict:
+        trained = {m: dumped_config(osp.join(self.work_dir, m, 'train'), m) for m in self.result['train']}
+        scores = [read_json(osp.join(self.work_dir, m, 'attention_scores', 'attention_scores.json'))
+                  for m in self.result['attention']]
+        eval_sizes = sorted({int(s) for ev in self.result['eval'].values() for s in ev})
+        for model in self.models:
+            for size in map(str, eval_sizes):
+                if size not in self.result['eval'].get(model, {}):
+                    self.missing.setdefault(f'eval/{model}/{size}', 'no test folder: failed, skipped or cut off')
+        precisions = {d['precision'] for d in scores} | {
+            dumped_config(osp.join(self.work_dir, m, f'test_{s}'), m).test_cfg.get('precision')
+            for m, ev in self.result['eval'].items() for s in ev}
+        return dict(models={m: dict(config=MODELS[m][0], label=MODELS[m][1]) for m in self.models},
+                    iters=self.one('iters', {c.train_cfg.max_iters for c in trained.values()}),
+                    eval_sizes=eval_sizes, score_sizes=sorted({int(s) for d in scores for s in d['results']}),
+                    score_images=self.one('score_images', {len(d['inputs']) if isinstance(d['inputs'], list)
+                                                           else None for d in scores}),
+                    devices=None, precision=self.one('precision', precisions),
+                    amp=self.one('amp', {c.optim_wrapper.get('type') == 'AmpOptimWrapper' for c in trained.values()}),
+                    tiny=None, cfg_options=None)
+
+    def wall_times(self) -> dict:
+        train, evals = list(self.spans['train'].values()), list(self.spans['eval'].values())
+        if not train:
+            self.missing['train_wall_s'] = self.missing['eval_wall_s'] = 'no training log'
+            return dict(train_wall_s=None, eval_wall_s=None, total_wall_s=None)
+        start, train_end = min(s for s, _ in train), max(e for _, e in train)
+        end = max([e for _, e in evals] + [train_end])
+        return dict(train_wall_s=train_end - start, eval_wall_s=end - train_end, total_wall_s=end - start)
+
+    def collect(self, out: str) -> dict:
+        """The rebuilt record; copies each model's attention-score PNG into ``out``."""
+        for model in self.models:
+            self.train(model)
+            self.evals(model)
+            self.attention(model, out)
+        self.result['settings'] = self.settings()
+        self.result.update(self.wall_times())
+        self.result['collected'] = dict(work_dir=self.work_dir, missing=self.missing, notes=self.notes)
+        return self.result
+
+
+def stage_collect(work_dir: str, out: str) -> dict:
+    """``collect``: the JSON rebuilt from ``work_dir``, then the tables and PNGs, into ``out``."""
+    os.makedirs(out, exist_ok=True)
+    data = Collector(work_dir).collect(out)
+    with open(osp.join(out, 'extrapolation_study.json'), 'w') as f:
+        json.dump(data, f, indent=1)
+    stage_plot(out)
+    return data
+
+
+def write_bundle(path: str, out: str, work_dir: str) -> None:
+    """One ``.tar.gz`` of ``out`` (as ``out/``) and ``work_dir`` without checkpoints (as ``work_dir/``).
+
+    For machines that return few files: unpacked, ``collect --work-dir work_dir`` rebuilds the
+    study from it, and ``out/`` holds the run's own JSON, tables, PNGs and tool logs.
+    """
+    def no_checkpoints(info: tarfile.TarInfo) -> Optional[tarfile.TarInfo]:
+        return None if info.name.endswith('.pth') else info
+
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with tarfile.open(path, 'w:gz') as tar:  # tarfile skips the archive itself if it lies inside
+        for folder, name in ((out, 'out'), (work_dir, 'work_dir')):
+            if osp.isdir(folder):  # a run that failed early may not have made both
+                tar.add(folder, arcname=name, filter=no_checkpoints)
+    print(f'wrote {path} ({osp.getsize(path) / 2 ** 20:.1f} MiB)', flush=True)
 
 
 # ---------------------------------------------------------------------- tables and plots
@@ -428,9 +615,21 @@ def plot_study(data: dict, out: str) -> List[str]:
     return paths
 
 
+def run_notes(data: dict) -> str:
+    """Wall times, and for a JSON rebuilt by ``collect`` what its work dir could not tell."""
+    walls = [f'{key[:-7]} {data[key]:.0f} s' for key in ('train_wall_s', 'eval_wall_s', 'total_wall_s')
+             if data.get(key) is not None]
+    lines = ['', 'Wall times: ' + (', '.join(walls) if walls else 'not recorded') + '.']
+    if 'collected' in data:
+        lines += ['', f"Rebuilt by `collect` from {data['collected']['work_dir']}. Notes: "
+                  + '; '.join(data['collected']['notes']) + '.', '', 'Missing:', '']
+        lines += [f'- `{key}`: {why}' for key, why in data['collected']['missing'].items()]
+    return '\n'.join(lines) + '\n'
+
+
 def stage_plot(out: str) -> None:
     data = read_json(osp.join(out, 'extrapolation_study.json'))
-    tables = markdown_tables(data)
+    tables = markdown_tables(data) + run_notes(data)
     with open(osp.join(out, 'extrapolation_study.md'), 'w') as f:
         f.write(tables)
     paths = plot_study(data, out)
@@ -446,11 +645,19 @@ def visible_gpus() -> List[str]:
     return visible[:count] if visible else [str(i) for i in range(count)]
 
 
+#: Options of the ``run`` stage alone.
+RUN_ONLY = ('models', 'iters', 'eval_sizes', 'score_sizes', 'score_images', 'gpu_ids', 'jobs_per_device',
+            'time_limit_s', 'tiny', 'cfg_options', 'bundle')
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('stage', choices=['run', 'plot'])
+    parser.add_argument('stage', choices=['run', 'plot', 'collect'],
+                        help='run the study; plot: tables and PNGs from <out>/extrapolation_study.json; '
+                             'collect: that JSON rebuilt from a work dir, then plot')
     parser.add_argument('--out', required=True, help='folder of the JSON, tables and PNGs')
-    parser.add_argument('--work-dir', default='work_dirs/extrapolation_study', help='checkpoints and tool logs')
+    parser.add_argument('--work-dir', default='work_dirs/extrapolation_study',
+                        help="the tools' outputs and checkpoints (collect reads it; checkpoints not needed)")
     parser.add_argument('--models', nargs='+', choices=list(MODELS), default=list(MODELS))
     parser.add_argument('--iters', type=int, help='training iterations per model (600; --tiny: 2)')
     parser.add_argument('--eval-sizes', type=int, nargs='+', help='click-evaluation sizes (1024 2048 4096)')
@@ -462,9 +669,16 @@ def parse_args(argv=None):
     parser.add_argument('--time-limit-s', type=float, help='start no job after this many seconds')
     parser.add_argument('--tiny', action='store_true', help='CPU-sized pipeline check (TINY_OPTIONS)')
     parser.add_argument('--cfg-options', nargs='+', default=[], help='passed to every tool run')
+    parser.add_argument('--bundle', help='at the end, also a .tar.gz of --out and --work-dir without checkpoints')
     args = parser.parse_args(argv)
-    if args.stage == 'plot':
+    if args.stage != 'run':
+        given = [a for a in RUN_ONLY if getattr(args, a) != parser.get_default(a)]
+        if given:
+            option = '--' + given[0].replace('_', '-')
+            parser.error(f'{args.stage} takes --out (and, collect, --work-dir) only; got {option}')
         return args
+    if args.bundle is not None and not args.bundle.endswith(('.tar.gz', '.tgz')):
+        parser.error(f'--bundle must name a .tar.gz or .tgz file, got {args.bundle}')
     defaults = TINY_DEFAULTS if args.tiny else dict(iters=600, eval_sizes=[1024, 2048, 4096], score_images=4)
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -488,8 +702,14 @@ def main(argv=None) -> Optional[dict]:
     if args.stage == 'plot':
         stage_plot(args.out)
         return None
-    result = Study(args).run()
-    stage_plot(args.out)
+    if args.stage == 'collect':
+        return stage_collect(args.work_dir, args.out)
+    try:
+        result = Study(args).run()
+        stage_plot(args.out)
+    finally:  # also after an error: what the run finished travels in the one file
+        if args.bundle:
+            write_bundle(args.bundle, args.out, args.work_dir)
     if result['failed'] or result['skipped']:
         print(f"failed: {result['failed']}\nskipped: {result['skipped']}", flush=True)
         sys.exit(1)
