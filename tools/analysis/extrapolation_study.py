@@ -567,6 +567,7 @@ def _plot_noc(ax_row, data: dict, labels: dict, sizes: List[str]) -> None:
             ax.bar([j + i * width for j in range(len(sizes))], values, width, label=label)
         ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(sizes))], [f'{s}²' for s in sizes])
         ax.set(title=f'{key} (lower is better)', ylabel='clicks')
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.35)  # room for the legend above the bars
         _legend(ax)
 
 
