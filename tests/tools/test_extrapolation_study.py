@@ -107,7 +107,12 @@ def test_plots_and_tables_are_written(result):
     for name in names:
         assert (out / name).read_bytes()[:4] == b'\x89PNG', name
     table = (out / 'extrapolation_study.md').read_text()
-    assert table.count('| Flash Swin | ') == len(SIZES) + 1  # two sizes + the attention row
+    assert table.count('| Flash Swin | ') == 2 * len(SIZES)  # click and attention rows per size
+    data, _ = result
+    for model in MODELS:  # 5-mIoU and its relative change, from the per-instance IoUs
+        five = [np.mean([row[4] for row in data['eval'][model][s]['ious']]) for s in SIZES]
+        label = data['settings']['models'][model]['label']
+        assert f'| {label} | 256² | ' in table and f' | {five[1]:.3f} | {100 * (five[1] / five[0] - 1):+.1f} % |' in table
     assert len(list((out / 'logs').glob('*.log'))) == 3 + 3 * len(SIZES) + 3
 
 

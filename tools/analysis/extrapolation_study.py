@@ -511,8 +511,8 @@ def write_bundle(path: str, out: str, work_dir: str) -> None:
 
 
 # ---------------------------------------------------------------------- tables and plots
-def markdown_tables(data: dict) -> str:
-    """Click metrics per model and size, and the mean top-1 attention score per size."""
+def click_table(data: dict) -> List[str]:
+    """Click metrics per model and size; Δ is 5-mIoU relative to the model's first size."""
     labels = {m: s['label'] for m, s in data['settings']['models'].items()}
     sizes = [str(s) for s in data['settings']['eval_sizes']]
     lines = [f'| model | size | mIoU@1 | 5-mIoU | Δ 5-mIoU vs {sizes[0]}² | mIoU at the last click | NoC@85 | '
@@ -527,20 +527,35 @@ def markdown_tables(data: dict) -> str:
             m, curve = ev['metrics'], ev['miou_curve']
             five = curve[min(4, len(curve) - 1)]
             base = evals.get(sizes[0])
-            delta = five - base['miou_curve'][min(4, len(curve) - 1)] if base else float('nan')
-            lines.append(f"| {label} | {size}² | {curve[0]:.3f} | {five:.3f} | {delta:+.3f} | {curve[-1]:.3f} | "
+            delta = ('—' if size == sizes[0] else 'n/a' if base is None
+                     else f"{100 * (five / base['miou_curve'][min(4, len(curve) - 1)] - 1):+.1f} %")
+            lines.append(f"| {label} | {size}² | {curve[0]:.3f} | {five:.3f} | {delta} | {curve[-1]:.3f} | "
                          f"{m['NoC@85']:.2f} | {m['NoC@90']:.2f} | {m['NoF@90']} |")
-    score_sizes = [str(s) for s in data['settings']['score_sizes']]
-    lines += ['', '| model | ' + ' | '.join(f'mean top-1 at {s}²' for s in score_sizes) + ' |',
-              '|---|' + '---:|' * len(score_sizes)]
+    return lines
+
+
+def attention_table(data: dict) -> List[str]:
+    """Mean top-1 attention score per layer and size, its mean over layers and the mean median."""
+    labels = {m: s['label'] for m, s in data['settings']['models'].items() if m in data['attention']}
+    if not labels:
+        return []
+    num_layers = max(len(data['attention'][m]['layers']) for m in labels)
+    lines = ['| model | size | ' + ' | '.join(f'layer {i}' for i in range(num_layers)) + ' | mean | median |',
+             '|---|---:|' + '---:|' * (num_layers + 2)]
     for model, label in labels.items():
-        att = data['attention'].get(model)
-        if att is None:
-            continue
-        means = [sum(att['sizes'][s]['mean']) / len(att['layers']) if s in att['sizes'] else float('nan')
-                 for s in score_sizes]
-        lines.append(f'| {label} | ' + ' | '.join(f'{v:.4f}' for v in means) + ' |')
-    return '\n'.join(lines) + '\n'
+        for size in map(str, data['settings']['score_sizes']):
+            stats = data['attention'][model]['sizes'].get(size)
+            if stats is None:
+                continue
+            layers = [f'{v:.3f}' for v in stats['mean']] + [''] * (num_layers - len(stats['mean']))
+            mean, median = (sum(stats[k]) / len(stats[k]) for k in ('mean', 'q50'))
+            lines.append(f'| {label} | {size}² | ' + ' | '.join(layers) + f' | {mean:.3f} | {median:.4f} |')
+    return lines
+
+
+def markdown_tables(data: dict) -> str:
+    """The click-metric table and the top-1 attention-score table (per layer; median over tokens)."""
+    return '\n'.join(click_table(data) + [''] + attention_table(data)) + '\n'
 
 
 def _legend(ax) -> None:
