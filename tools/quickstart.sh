@@ -13,6 +13,11 @@ LOADER=()
 if [ "$(nproc)" -le 2 ]; then
   # On 2 cores a data-loading worker competes with the two compute threads: load in the main process.
   LOADER=(--cfg-options train_dataloader.num_workers=0 train_dataloader.persistent_workers=False)
+  # One compute thread: with two, OpenMP's barriers spin-wait for a thread that another busy
+  # process has descheduled (quickstart training 0.44 s/it idle, 1.79 s/it beside one busy
+  # process); with one, 0.49 and 0.54 s/it (docs/benchmarks.md, "CPU threads"). Set
+  # OMP_NUM_THREADS yourself to choose otherwise.
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 fi
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "${LOADER[@]}" "$@"
 CKPT=$(cat "$WORK_DIR/last_checkpoint")
