@@ -71,7 +71,7 @@ class EncoderRunner:
             moving it or replacing parameters call :meth:`reset`.
         device (torch.device): where the backbone runs.
         precision (str): ``'auto'`` (bf16 autocast on CUDA, fp32 on CPU), ``'fp32'``,
-            ``'bf16'`` or ``'fp16'`` (autocast dtypes; the weights stay as they are).
+            ``'bf16'`` or ``'fp16'`` (autocast dtypes; the caller's module is not changed).
         compile (str | bool): ``'auto'`` (on CUDA; falls back to eager with a warning if
             compilation fails), True (errors propagate) or False.
         cuda_graph (str | bool): ``'auto'`` (on CUDA), True or False: replay each input

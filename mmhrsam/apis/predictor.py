@@ -63,7 +63,8 @@ class HRSAMPredictor:
             machine; Inductor's on-disk cache makes later processes faster).
         cuda_graph (str | bool): replay the encoder (per input size) and the click step
             (per number of clicks) from CUDA graphs: ``'auto'`` (on CUDA), True or False.
-            See :class:`EncoderRunner` and :class:`HeadGraphs`.
+            See :class:`EncoderRunner` and :class:`HeadGraphs`. After changing the
+            backbone's weights in place, call ``predictor.encoder.reset()``.
     """
 
     def __init__(self,
