@@ -58,51 +58,44 @@ until the device catches up).
 
 ``--time-limit`` bounds the whole run: timed loops stop early (never below 3 timed steps)
 and cases that cannot start in time are recorded as skipped; a case or variant that fails
-(out of memory, a failed compilation) is recorded with its error and the others still run. ``--tiny`` is a CPU smoke mode
-(the quickstart model at 64²-256², two iterations each) used by the tests.
+(out of memory, a failed compilation) is recorded with its error and the others still run.
+``--tiny`` is a CPU smoke mode (the quickstart model at 64²-256², two iterations each) used by
+the tests.
 
 Examples::
 
     python tools/analysis/benchmark_training.py --out work_dirs/benchmark_training.json
     python tools/analysis/benchmark_training.py --cases distill --variants eager fused compile,fused
     python tools/analysis/benchmark_training.py --tiny --device cpu --out /tmp/bt.json
+
+The code is split into the ``training_benchmark`` package next to this script (configs,
+measure, profiling, step cases, quickstart, report); this file is the command line.
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
 import json
 import os
-import statistics
 import sys
-import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # training_benchmark, count_flops
 
 import mmhrsam  # noqa: E402,F401  (registers everything)
-from count_flops import count_encoder, encoder_cfg  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
-from mmhrsam.registry import DATASETS, MODELS  # noqa: E402
-from mmhrsam.structures import InteractiveDataSample  # noqa: E402
-
-QUICKSTART = 'configs/quickstart/hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py'
-CLICK_VITB = 'configs/multi_gpu/hrsam_kv-pad_2xb2_200it_synthetic-1024.py'
-DISTILL = 'configs/multi_gpu/hrsam_kv-pad_2xb4_300it_synthetic-sam-distill-1024.py'
-CASES = ('quickstart', 'click-vitb', 'distill')
-VARIANT_OPTIONS = ('eager', 'compile', 'fused', 'channels_last', 'no_scaler')
-SYNC_CALLS = ('cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize')
+# The parts, re-exported for tests and for callers that import this script.
+from training_benchmark.configs import (CASES, CLICK_VITB, DISTILL, QUICKSTART, ROOT,  # noqa: E402,F401
+                                        VARIANT_OPTIONS, load_config, optim_cfg)
+from training_benchmark.measure import Clock, OpCounter, matmul_rate, time_steps  # noqa: E402,F401
+from training_benchmark.profiling import SYNC_CALLS, summarize_profile  # noqa: E402,F401
+from training_benchmark.quickstart import ProbeHook, run_quickstart  # noqa: E402,F401
+from training_benchmark.report import guarded, report  # noqa: E402
+from training_benchmark.step_cases import run_step_case, step_cases  # noqa: E402,F401
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,359 +135,6 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
         args.vitb_batch, args.distill_batch, args.batches = 2, 2, 1
         args.matmul_size = min(args.matmul_size, 256)
     return args
-
-
-class Clock:
-    """The run's deadline."""
-
-    def __init__(self, limit_s: float):
-        self.end = time.perf_counter() + limit_s
-
-    def left(self) -> float:
-        return self.end - time.perf_counter()
-
-
-def synchronize(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-def matmul_rate(device: str, size: int, reps: int = 10) -> Dict:
-    """Median FLOP/s of a (size x size) @ (size x size) matmul: bf16 on CUDA, fp32 on the CPU."""
-    dtype = torch.bfloat16 if device.startswith('cuda') else torch.float32
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    times = []
-    for i in range(reps + 2):
-        synchronize(device)
-        t0 = time.perf_counter()
-        a @ b
-        synchronize(device)
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
-    return dict(size=size, dtype=str(dtype).replace('torch.', ''), seconds=seconds,
-                flops_per_s=2 * size**3 / seconds)
-
-
-# ---------------------------------------------------------------------------- measuring
-class OpCounter(torch.utils._python_dispatch.TorchDispatchMode):
-    """Operators dispatched (views excluded): a device-independent proxy for kernel launches."""
-
-    VIEWS = frozenset(('view', '_unsafe_view', 't', 'transpose', 'permute', 'expand', 'slice', 'select',
-                       'unsqueeze', 'squeeze', 'detach', 'alias', 'unfold', 'split', 'split_with_sizes',
-                       'unbind', 'as_strided', 'lift_fresh', 'reshape'))
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.__name__.split('.')[0] not in self.VIEWS:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def start_profiler(device: str):
-    from torch.profiler import ProfilerActivity, profile
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith('cuda') else [])
-    prof = profile(activities=activities)
-    prof.start()
-    return prof
-
-
-def summarize_profile(prof, steps: int, device: str) -> Dict:
-    """Per-step launch / sync / copy counts and top-15 tables of a stopped profiler."""
-    names = [event.name for event in prof.events()]
-
-    def per_step(test: Callable[[str], bool]) -> float:
-        return sum(1 for name in names if test(name)) / steps
-
-    counts = dict(kernel_launches=per_step(lambda n: n.startswith(('cudaLaunchKernel', 'cuLaunchKernel'))),
-                  synchronizations=per_step(lambda n: n in SYNC_CALLS),
-                  stream_synchronizations=per_step(lambda n: n == 'cudaStreamSynchronize'),
-                  memcpy_calls=per_step(lambda n: n.startswith('cudaMemcpy')))
-    averages = prof.key_averages()
-    keys = (['self_device_time_total'] if device.startswith('cuda') else []) + ['self_cpu_time_total']
-    return dict(per_step=counts, tables={key: averages.table(sort_by=key, row_limit=15) for key in keys})
-
-
-def profile_steps(step: Callable[[], None], steps: int, device: str) -> Dict:
-    """:func:`summarize_profile` of ``steps`` calls of ``step``."""
-    prof = start_profiler(device)
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    prof.stop()
-    return summarize_profile(prof, steps, device)
-
-
-def count_ops(step: Callable[[], None]) -> int:
-    """Dispatched non-view operators of one step."""
-    with OpCounter() as counter:
-        step()
-    return counter.count
-
-
-def time_steps(step: Callable[[], None], warmup: int, iters: int, device: str, clock: Clock) -> Dict:
-    """Median seconds of ``step`` (device-synchronized) after ``warmup`` untimed calls;
-    stops early when the deadline is near, never below 3 timed calls."""
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    warmup_s = time.perf_counter() - t0
-    times: List[float] = []
-    while len(times) < iters and (len(times) < 3 or clock.left() > 2 * max(times)):
-        t0 = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return dict(median_s=statistics.median(times), min_s=min(times), times_s=times, warmup_s=warmup_s)
-
-
-def encoder_flops(model_cfg: dict, size: int) -> int:
-    """Forward FLOPs of the image encoder on one size² image (count_flops.py's counter),
-    counted once per encoder and size."""
-    return _encoder_flops(json.dumps(encoder_cfg(model_cfg, size), sort_keys=True), size)
-
-
-@functools.lru_cache(maxsize=None)
-def _encoder_flops(cfg_json: str, size: int) -> int:
-    return int(count_encoder(json.loads(cfg_json), size)['flops'])
-
-
-# ---------------------------------------------------------------------------- configs and data
-def load_config(path: str, tiny: bool, case: str) -> Config:
-    """A case's config; with ``tiny`` the quickstart model stands in (SAMDistiller for distill)."""
-    if not tiny or case == 'quickstart':
-        return Config.fromfile(os.path.join(ROOT, path))
-    cfg = Config.fromfile(os.path.join(ROOT, QUICKSTART))
-    cfg.model.max_sim_iters = 2
-    if case == 'distill':
-        cfg.model = dict(type='SAMDistiller', frozen_modules=('head', ),
-                         **{k: cfg.model[k] for k in ('backbone', 'head', 'data_preprocessor')})
-    return cfg
-
-
-def input_size(cfg: Config) -> int:
-    return int(cfg.model.data_preprocessor.pad_size)
-
-
-def optim_cfg(cfg: Config, device: str, variant: Sequence[str]) -> dict:
-    """The config's optimizer wrapper, bf16 AMP on CUDA (as ``tools/train.py --amp``)."""
-    wrapper = copy.deepcopy(cfg.optim_wrapper)
-    if device.startswith('cuda'):
-        wrapper.type, wrapper.dtype = 'AmpOptimWrapper', 'bfloat16'
-    if 'no_scaler' in variant and device.startswith('cuda'):
-        wrapper.loss_scale = dict(enabled=False)  # bf16 needs no loss scaling
-    if 'fused' in variant:
-        if wrapper.optimizer.get('foreach'):
-            raise ValueError("variant 'fused' conflicts with the config's optimizer foreach=True")
-        wrapper.optimizer.fused = True
-    return wrapper
-
-
-def click_batches(cfg: Config, batch: int, count: int) -> List[dict]:
-    """``count`` batches from the config's own training dataset and pipeline."""
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    return [pseudo_collate([dataset[i * batch + j] for j in range(batch)]) for i in range(count)]
-
-
-def distill_batches(head, size: int, batch: int, count: int) -> List[dict]:
-    """Random uint8 images and random teacher embeddings of the shape the student outputs
-    (the embedding the SAM ``head`` takes: its width, one cell per ``head.stride`` pixels)."""
-    grid = size // head.stride
-    channels = head.prompt_encoder.embed_dim
-    batches = []
-    for _ in range(count):
-        samples = []
-        for i in range(batch):
-            sample = InteractiveDataSample(metainfo=dict(img_id=str(i), img_shape=(size, size)))
-            sample.teacher_embedding = torch.randn(channels, grid, grid)
-            samples.append(sample)
-        images = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8) for _ in range(batch)]
-        batches.append(dict(inputs=images, data_samples=samples))
-    return batches
-
-
-# ---------------------------------------------------------------------------- step cases
-def apply_variant(model, variant: Sequence[str]) -> None:
-    """Channels-last and compile options, in place on a built model."""
-    if 'channels_last' in variant:
-        model.to(memory_format=torch.channels_last)
-        preprocess = model.data_preprocessor.forward
-
-        def channels_last_inputs(data: dict, training: bool = False) -> dict:
-            out = preprocess(data, training)
-            out['inputs'] = out['inputs'].contiguous(memory_format=torch.channels_last)
-            return out
-        model.data_preprocessor.forward = channels_last_inputs
-    if 'compile' in variant:
-        model.backbone.compile()  # in place: the first steps compile
-
-
-def build_for_variant(cfg: Config, device: str, variant: Sequence[str]):
-    """Model (train mode, on ``device``) and optimizer wrapper of one variant."""
-    model = MODELS.build(cfg.model).to(device).train()
-    wrapper = build_optim_wrapper(model, optim_cfg(cfg, device, variant))
-    apply_variant(model, variant)
-    return model, wrapper
-
-
-def run_step_case(case: str, cfg: Config, batches: List[dict], variant: Sequence[str], args,
-                  clock: Clock, rate: float) -> Dict:
-    """Timing, op count, profile and MFU of one case and variant."""
-    device, size = args.device, input_size(cfg)
-    model, wrapper = build_for_variant(cfg, device, variant)
-    batch = len(batches[0]['inputs'])
-    calls = iter(range(10**9))
-
-    def step() -> None:
-        model.train_step(batches[next(calls) % len(batches)], wrapper)
-
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-    result = dict(case=case, variant=','.join(variant), batch=batch, size=size)
-    result.update(time_steps(step, args.warmup, args.step_iters, device, clock))
-    if device.startswith('cuda'):
-        result['peak_mem_gib'] = torch.cuda.max_memory_allocated() / 2**30
-    if 'compile' not in variant:  # dispatch-mode counting would re-trace a compiled module
-        result['ops_per_step'] = count_ops(step)
-    if args.profile_iters > 0 and clock.left() > 3 * args.profile_iters * result['median_s']:
-        result['profile'] = profile_steps(step, args.profile_iters, device)
-    flops = 3 * encoder_flops(cfg.model.to_dict(), size) * batch
-    result.update(images_per_s=batch / result['median_s'], model_flops_per_step=flops,
-                  mfu=flops / result['median_s'] / rate)
-    del model, wrapper
-    if device.startswith('cuda'):
-        torch.cuda.empty_cache()
-    return result
-
-
-# ---------------------------------------------------------------------------- quickstart (Runner)
-class ProbeHook(Hook):
-    """Applies the variant before training; clock readings after every iteration
-    (device-synchronized), the op count of one ``train_step``, a profile of the last
-    iterations, and a stop at the deadline."""
-
-    priority = 'VERY_LOW'
-
-    def __init__(self, variant: Sequence[str], count_at: int, profile_at: int, profile_iters: int, device: str,
-                 clock: Clock):
-        self.variant = variant
-        self.count_at, self.profile_at, self.profile_iters = count_at, profile_at, profile_iters
-        self.device, self.clock = device, clock
-        self.stamps: Dict[int, float] = {}
-        self.ops_per_step: Optional[int] = None
-        self.prof = None
-        self.profile: Optional[Dict] = None
-
-    def before_train(self, runner) -> None:
-        apply_variant(runner.model, self.variant)
-        train_step = runner.model.train_step
-
-        def counted_train_step(*args, **kwargs):
-            if runner.iter != self.count_at or 'compile' in self.variant:
-                return train_step(*args, **kwargs)
-            with OpCounter() as counter:
-                outputs = train_step(*args, **kwargs)
-            self.ops_per_step = counter.count
-            return outputs
-        runner.model.train_step = counted_train_step
-
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        if runner.iter == self.profile_at and self.profile_iters > 0:
-            self.prof = start_profiler(self.device)
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        synchronize(self.device)
-        self.stamps[runner.iter] = time.perf_counter()
-        if self.prof is not None and runner.iter == self.profile_at + self.profile_iters - 1:
-            self.prof.stop()
-            self.profile, self.prof = summarize_profile(self.prof, self.profile_iters, self.device), None
-        if self.clock.left() < 0 and runner.iter < self.profile_at:
-            runner.train_loop.stop_training = True
-
-
-def run_quickstart(args, variant: Sequence[str], clock: Clock) -> Dict:
-    """The quickstart config through MMEngine's Runner, as ``tools/train.py CONFIG --amp``."""
-    from mmengine.runner import Runner
-    cfg = load_config(QUICKSTART, args.tiny, 'quickstart')
-    count_at = args.warmup  # untimed: the dispatch mode slows that iteration down
-    profile_at = count_at + 1 + args.iters
-    cfg.train_cfg.max_iters = profile_at + args.profile_iters
-    cfg.work_dir = tempfile.mkdtemp(prefix='benchmark_training_')
-    cfg.launcher, cfg.log_level = 'none', 'WARNING'
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=10**9, save_last=False)
-    cfg.default_hooks.logger.interval = 10**9
-    if args.workers is not None:
-        cfg.train_dataloader.num_workers = args.workers
-        cfg.train_dataloader.persistent_workers = args.workers > 0
-    cfg.optim_wrapper = optim_cfg(cfg, args.device, variant)
-    probe = ProbeHook(variant, count_at, profile_at, args.profile_iters, args.device, clock)
-    runner = Runner.from_cfg(cfg)
-    runner.register_hook(probe)
-    runner.train()
-    timed = [probe.stamps[i] - probe.stamps[i - 1] for i in range(count_at + 1, profile_at)
-             if i in probe.stamps and i - 1 in probe.stamps]
-    if not timed:
-        return dict(case='quickstart', variant=','.join(variant), skipped='no timed iteration in time')
-    batch = cfg.train_dataloader.batch_size
-    return dict(case='quickstart', variant=','.join(variant), batch=batch, size=input_size(cfg),
-                num_workers=cfg.train_dataloader.num_workers, median_s=statistics.median(timed),
-                min_s=min(timed), times_s=timed, images_per_s=batch / statistics.median(timed),
-                ops_per_step=probe.ops_per_step, profile=probe.profile)
-
-
-# ---------------------------------------------------------------------------- main
-def step_cases(args, clock: Clock, rate: float) -> List[Dict]:
-    """click-vitb and distill, every variant; data made once per case."""
-    results = []
-    for case in [c for c in args.cases if c != 'quickstart']:
-        cfg = load_config(CLICK_VITB if case == 'click-vitb' else DISTILL, args.tiny, case)
-        if case == 'click-vitb':
-            batches = click_batches(cfg, args.vitb_batch, args.batches)
-        else:
-            with torch.device('meta'):
-                head = MODELS.build(cfg.model).head
-            batches = distill_batches(head, input_size(cfg), args.distill_batch, args.batches)
-        for variant in args.variants:
-            results.append(guarded(case, variant, clock, lambda: run_step_case(case, cfg, batches, variant, args,
-                                                                               clock, rate)))
-            report(results[-1])
-    return results
-
-
-def guarded(case: str, variant: Sequence[str], clock: Clock, run: Callable[[], Dict]) -> Dict:
-    """``run()``, or a row saying why not: the time limit, or the error it raised (out of
-    memory, a failed compilation); the other cases still run."""
-    if clock.left() < 10:
-        return dict(case=case, variant=','.join(variant), skipped='time limit')
-    try:
-        return run()
-    except Exception as error:  # noqa: BLE001  (recorded, and the run goes on)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return dict(case=case, variant=','.join(variant), skipped=f'error: {type(error).__name__}: {error}'[:500])
-
-
-def report(result: Dict) -> None:
-    """One line per result, then the profile counts and tables."""
-    if 'skipped' in result:
-        print(f"{result['case']:<11} {result.get('variant', ''):<18} skipped: {result['skipped']}", flush=True)
-        return
-    line = (f"{result['case']:<11} {result['variant']:<18} batch {result['batch']} @ {result['size']}²: "
-            f"{result['median_s'] * 1e3:8.1f} ms/it (min {result['min_s'] * 1e3:.1f})  "
-            f"{result['images_per_s']:7.1f} img/s  ops/step {result.get('ops_per_step')}")
-    if 'mfu' in result:
-        line += f"  MFU {100 * result['mfu']:.1f}%"
-    print(line, flush=True)
-    profile = result.get('profile')
-    if profile:
-        print('  per step: ' + ', '.join(f'{k} {v:.1f}' for k, v in profile['per_step'].items()))
-        for key, table in profile['tables'].items():
-            print(f'  top-15 by {key}:\n{table}')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
