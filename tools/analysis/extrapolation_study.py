@@ -44,7 +44,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # the extrapolation pack
 
 # The parts, re-exported for tests and for callers that import this script.
 from extrapolation.collect import Collector, dumped_config, log_span  # noqa: E402,F401
-from extrapolation.jobs import Job, Runner, run_forked  # noqa: E402,F401
+from extrapolation.jobs import Job, Runner  # noqa: E402,F401
 from extrapolation.plots import plot_study  # noqa: E402,F401
 from extrapolation.records import (evaluation_record, only, read_json, scores_record,  # noqa: E402,F401
                                    training_record)
