@@ -46,14 +46,18 @@ class _WindowAttention(FlexibleLocalAttention):
 class FlashSwinAttention(_WindowAttention):
     """Flash Swin (paper Sec. 3.3): shifted windows as unequal groups, no roll, no mask.
 
-    With ``shift_size = k/2`` the border windows are s x s corners and s x k / k x s
-    edges; interior ones k x k. Exactly equal to :class:`PlainSwinAttention`.
+    Windows tile the grid from row and column ``-shift_size``. With ``shift_size = k/2``
+    the border windows are s x s corners and s x k / k x s edges; interior ones k x k.
+    Equal to :class:`PlainSwinAttention` with the same arguments exactly when k divides
+    2 * shift_size (shift 0 or k/2, on any grid); for other shifts the windows are Plain
+    Swin's for shift ``k - shift_size`` (docs/architecture.md, "Flash Swin and Plain Swin").
 
     Args:
         embed_dim (int): channels C.
         num_heads (int): heads.
         window_size (int): k.
-        shift_size (int): window offset, 0 for non-shift windows, k//2 for Swin's shift.
+        shift_size (int): window offset, 0 for non-shift windows, k/2 for Swin's shift
+            (other values: see above).
         qkv_bias (bool): bias in ``qkv``.
         backend (str): attention kernel (see :mod:`.backends`).
         init_cfg (dict, optional): MMEngine initialization config.
@@ -130,7 +134,9 @@ class PlainSwinAttention(_WindowAttention):
     """The traditional Swin implementation: zero-pad to a multiple of k, cyclic roll by
     -s, k x k windows, an additive -inf mask between regions that the roll brought
     together (and against padding), roll back, crop. O(k⁴) mask per window; kept as the
-    baseline Flash Swin is measured and tested against.
+    baseline Flash Swin is measured and tested against. The roll cuts windows at rows and
+    columns s, s + k, ..., Flash Swin at k - s, 2k - s, ...: the two agree only when k
+    divides 2s (see :class:`FlashSwinAttention`).
 
     Backends: ``sdpa`` (masked dense SDPA) and ``reference``; ``auto`` uses ``sdpa`` even
     when the global default is ``flex`` or ``xformers``, which have no masked dense form.

@@ -65,7 +65,9 @@ class HRSAM(BaseModule):
         num_heads (int): attention heads.
         mlp_ratio (float): MLP hidden width / C.
         num_stages (int): stages; ``depth`` must be divisible by it.
-        window_size (int): attention window k (odd blocks shift by k // 2).
+        window_size (int): attention window k (odd blocks shift by k // 2). Keep k even
+            when comparing variants: with an odd k, Flash Swin's and Plain Swin's shifted
+            windows differ (docs/architecture.md, "Flash Swin and Plain Swin").
         attn_cfg (dict): attention variant of every block (Table 3: GlobalAttention,
             FlashSwinAttention, KVPadSwinAttention, PlainSwinAttention, DilatedAttention).
             The encoder sets ``embed_dim``, ``num_heads`` and, for window variants,

@@ -13,8 +13,12 @@ padded at the bottom and right to the next multiple of ``k`` with *virtual* toke
 windows tile that padded grid starting at row/column ``-shift``. Virtual tokens take no
 part in attention: windows at the border simply hold fewer real tokens (plain and
 Flash Swin), or have their empty key slots filled with the pad token (KV-only padding).
-So the output never depends on padding values, and Plain Swin (which zero-pads, rolls
-and masks) gives exactly the same result as Flash Swin.
+So the output never depends on padding values.
+
+These windows are cut at rows/columns k - shift, 2k - shift, ...; Swin's roll-and-mask
+formulation (``PlainSwinAttention``) cuts at shift, shift + k, ... The two agree exactly
+when k divides 2 * shift (shift 0 or k/2, on any grid); otherwise these windows are
+Swin's for shift k - shift (docs/architecture.md, "Flash Swin and Plain Swin").
 
 All builders are pure, vectorized and cached (keyed by grid, window, shift, scales and
 device); they return index tensors on the requested device.
@@ -243,17 +247,20 @@ def window_partition(h: int, w: int, window_size: int, shift_size: int = 0,
                      kv_padding: bool = False, device: str = 'cpu') -> TokenPartition:
     """Windows on an h x w token grid, in the paper's order (windows row-major).
 
-    ``shift_size=0`` gives non-shift windows (paper Eq. 5-6). ``shift_size=k//2`` gives
-    Swin's shifted windows: corner groups of s x s tokens, edge groups of s x k or k x s,
+    ``shift_size=0`` gives non-shift windows (paper Eq. 5-6). ``shift_size=k/2`` (even k)
+    gives Swin's shifted windows: corner groups of s x s tokens, edge groups of s x k or k x s,
     interior groups of k x k (paper Listing 1, App. A). With ``kv_padding`` every window
     gets exactly ``window_size**2`` key slots, the virtual ones pointing at the pad token
-    ``h*w`` (paper Listing 2, App. B); queries stay the real tokens only.
+    ``h*w`` (paper Listing 2, App. B); queries stay the real tokens only. Any other shift
+    starts the window grid at row/column ``-shift_size``, which is Swin's shifted window
+    for shift ``k - shift_size``, not ``shift_size`` (see the module docstring).
 
     Args:
         h (int): token rows (image height / 16).
         w (int): token columns.
         window_size (int): k.
-        shift_size (int): offset of the window grid, ``0 <= shift_size < k``.
+        shift_size (int): the window grid starts at row/column ``-shift_size``,
+            ``0 <= shift_size < k``.
         kv_padding (bool): fill virtual key/value slots with the pad token.
         device (str): device of the returned index tensors.
     """

@@ -60,6 +60,7 @@ def padded_pos(h, w, s):
 
 
 GRIDS = [(8, 8), (10, 13), (5, 21), (3, 3), (16, 12)]
+# k divides 2s here, where Flash and Plain Swin coincide; other shifts: test_swin_shift.py
 WINDOWS = [(4, 0), (4, 2), (8, 4)]
 
 
@@ -153,7 +154,8 @@ def kv_pad_loop_reference(module, x, k, s, rope):
     return out.float()
 
 
-@pytest.mark.parametrize('h,w,k,s', [(8, 8, 4, 2), (6, 9, 4, 2), (5, 5, 4, 0), (4, 7, 8, 4)])
+@pytest.mark.parametrize('h,w,k,s', [(8, 8, 4, 2), (6, 9, 4, 2), (5, 5, 4, 0), (4, 7, 8, 4),
+                                     (5, 7, 3, 1), (6, 6, 3, 1), (7, 4, 5, 3)])  # odd windows/shifts
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_kv_pad_swin_equals_per_window_loop(h, w, k, s, backend):
     torch.manual_seed(2)
