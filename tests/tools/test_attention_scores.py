@@ -10,7 +10,9 @@ the keys its variant lets it see, in float64:
 
 * global: every token;
 * windows (Flash / Plain Swin): k x k windows tiling the grid from row and column -shift,
-  the real tokens of the token's window;
+  the real tokens of the token's window (Plain Swin's rolled windows are the same windows
+  here because the window divides 2 x shift; docs/architecture.md, "Flash Swin and Plain
+  Swin: when they coincide");
 * KV-only padding: those plus, for each window slot outside the grid, the pad token's key
   rotated at that slot's position;
 * dilated: the tokens whose row and column agree with the token's modulo the dilation.
