@@ -15,6 +15,7 @@ that eager runs as ~1,000 separate kernels); plus CUDA-graph replay 12.9 ms (no 
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
 from collections import OrderedDict
 from typing import Callable, Optional, Tuple, Union
@@ -97,6 +98,7 @@ class EncoderRunner:
             raise ValueError(f'max_shapes must be >= 1, got {max_shapes}')
         self.max_shapes = max_shapes
         self.source = backbone.eval()
+        self._lock = threading.Lock()  # the graphs' buffers are shared: one call at a time
         self.reset()
 
     def reset(self) -> None:
@@ -168,7 +170,8 @@ class EncoderRunner:
         """(B, 3, S, S) normalized image -> (B, C, S/16, S/16) embedding (a new tensor)."""
         if not self.use_graph:
             return self._run_or_fall_back(x)
-        static_in, replay, static_out = self._graph_for(x)
-        static_in.copy_(x)
-        replay()
-        return static_out.clone()  # the next replay overwrites the graph's output
+        with self._lock:
+            static_in, replay, static_out = self._graph_for(x)
+            static_in.copy_(x)
+            replay()
+            return static_out.clone()  # the next replay overwrites the graph's output

@@ -192,8 +192,6 @@ class HRSAMPredictor:
             raise RuntimeError(f'backbone returned an embedding of shape {tuple(features.shape)}, '
                                'expected (1, C, h, w)')
         self.features = features.to(self.head_dtype)  # the decoder runs in its own precision
-        if self.head_graphs is not None:
-            self.head_graphs.bind(self.features)
         self.original_size = tuple(image.shape[:2])  # validated by preprocess_image
         self.input_size = input_size
         self.pad_size = pad_size
@@ -269,7 +267,7 @@ class HRSAMPredictor:
         point_t = torch.as_tensor(mapped, dtype=torch.float32, device=self.device)[None]
         label_t = torch.as_tensor(labels, dtype=torch.long, device=self.device)[None]
         if self.head_graphs is not None:
-            low_res, iou = self.head_graphs(point_t, label_t, prev)
+            low_res, iou = self.head_graphs(self.features, point_t, label_t, prev)
         else:
             low_res, iou = self.head(self.features, point_t, label_t, prev)
         if self.protocol == 'original':

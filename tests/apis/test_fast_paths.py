@@ -88,7 +88,7 @@ def test_head_graphs_replay_equals_eager_head():
                            cuda_graph=False)
     graphs = HRSAMPredictor(backbone, head, target_size=512, precision='fp32', compile=False)
     assert graphs.head_graphs is not None and graphs.encoder.mode == 'graph'
-    for image_seed in (1, 2):  # a second image re-binds the graphs' embedding
+    for image_seed in (1, 2):  # a second image: same graphs, new embedding copied in
         image = (np.random.default_rng(image_seed).random((300, 420, 3)) * 255).astype(np.uint8)
         for (m_e, l_e, s_e), (m_g, l_g, s_g) in zip(run_session(eager, image, CLICKS),
                                                     run_session(graphs, image, CLICKS)):
@@ -168,3 +168,42 @@ def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(monkeypatch, ch
     assert runner.use_compile and runner._compiled is not None
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     torch._dynamo.reset()
+
+
+def test_head_graphs_serve_interleaved_predictors(monkeypatch):
+    """Predictors that share one HeadGraphs (the annotation app's per-image copies) each get
+    their own image's masks, clicks interleaved. A stand-in for the CUDA capture re-runs the
+    captured step on the graphs' static buffers, as a replay does, so the buffer handling is
+    tested on the CPU: a stale embedding or click buffer would give the other image's mask."""
+    import copy
+
+    from mmhrsam.apis import head_graphs
+
+    def fake_capture(fn, device, pool=None):
+        fn()
+        return None, fn
+
+    monkeypatch.setattr(head_graphs, 'capture_cuda_graph', fake_capture)
+    backbone, head = tiny_models()
+    eager = HRSAMPredictor(backbone, head, target_size=128, device='cpu')
+    shared = copy.copy(eager)
+    shared.head_graphs = head_graphs.HeadGraphs(head)
+    images = [(np.random.default_rng(seed).random((90, 120, 3)) * 255).astype(np.uint8) for seed in (4, 5)]
+    clicks = [[(60, 40, 1)], [(60, 40, 1), (20, 70, 0)]]
+    graph_preds = [copy.copy(shared), copy.copy(shared)]
+    for predictor, image in zip(graph_preds, images):
+        predictor.set_image(image)
+    expected = {}
+    for i, image in enumerate(images):
+        eager.set_image(image)
+        logits = None
+        for n, cl in enumerate(clicks):
+            mask, logits, score = eager.predict([c[:2] for c in cl], [c[2] for c in cl], logits)
+            expected[i, n] = (mask, logits, score)
+    logits = [None, None]
+    for n, cl in enumerate(clicks):
+        for i, predictor in enumerate(graph_preds):  # image 0, image 1, image 0, ...
+            mask, logits[i], score = predictor.predict([c[:2] for c in cl], [c[2] for c in cl], logits[i])
+            want_mask, want_logits, want_score = expected[i, n]
+            assert np.array_equal(mask, want_mask) and torch.equal(logits[i], want_logits) and score == want_score
+    assert len(shared.head_graphs._graphs) == 2  # (shape, 1 click, no prompt), (shape, 2 clicks, prompt)
