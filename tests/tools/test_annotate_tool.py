@@ -1,6 +1,5 @@
 """tools/annotate.py: which model it loads by default, and the server it starts."""
 import argparse
-import importlib.util
 import json
 import os
 import socket
@@ -15,6 +14,7 @@ import torch
 pytest.importorskip('fastapi')
 pytest.importorskip('uvicorn')
 from mmhrsam.apis.annotation import load_shared_model  # noqa: E402
+from tool_loader import load_tool  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_1000it_synthetic-256.py')
@@ -22,10 +22,7 @@ CONFIG = os.path.join(ROOT, 'configs', 'quickstart', 'hrsam-tiny_kv-pad_1xb4_100
 
 @pytest.fixture
 def tool():
-    spec = importlib.util.spec_from_file_location('annotate_tool', os.path.join(ROOT, 'tools', 'annotate.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/annotate.py', 'annotate_tool')
 
 
 def test_default_model_is_the_trained_quickstart_when_it_exists(tool, tmp_path, monkeypatch):

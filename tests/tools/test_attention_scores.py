@@ -17,7 +17,6 @@ the keys its variant lets it see, in float64:
   rotated at that slot's position;
 * dilated: the tokens whose row and column agree with the token's modulo the dilation.
 """
-import importlib.util
 import math
 import os
 
@@ -29,12 +28,10 @@ import torch.nn.functional as F
 import mmhrsam  # noqa: F401
 from mmhrsam.models.attention import observe_attention
 from mmhrsam.registry import MODELS
+from tool_loader import load_tool
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-spec = importlib.util.spec_from_file_location('attention_scores',
-                                              os.path.join(ROOT, 'tools/analysis/attention_scores.py'))
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
+tool = load_tool('tools/analysis/attention_scores.py', 'attention_scores')
 
 WIDTH, HEADS, WINDOW = 32, 2, 4
 

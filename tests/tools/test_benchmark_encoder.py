@@ -1,33 +1,13 @@
 """tools/analysis/benchmark_encoder.py: planning, one tiny CPU run, breakdown, target checks."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tool_loader import load_tool
 
 
-def load_script():
-    """Import the script (the tools folder is not a package)."""
-    spec = importlib.util.spec_from_file_location('benchmark_encoder',
-                                                  ROOT / 'tools' / 'analysis' / 'benchmark_encoder.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-be = load_script()
-
-
-@pytest.fixture
-def one_thread():
-    """One CPU thread: timings of tiny models are less noisy when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+be = load_tool('tools/analysis/benchmark_encoder.py', 'benchmark_encoder')
 
 
 def cpu_args(*argv):

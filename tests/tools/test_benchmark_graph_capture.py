@@ -6,7 +6,6 @@ copy, which CUDA graph capture rejects. The benchmark runs such forwards with th
 device as the default device. Without a GPU, the meta device stands in for it: the test
 records the device of every tensor an operator creates during a tiny SAM ViT forward.
 """
-import importlib.util
 import os
 
 import pytest
@@ -15,16 +14,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import mmhrsam.models  # noqa: F401
 from mmhrsam.registry import MODELS
+from tool_loader import load_tool
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location('benchmark_encoder',
-                                                  os.path.join(ROOT, 'tools', 'analysis', 'benchmark_encoder.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis/benchmark_encoder.py', 'benchmark_encoder')
 
 
 class DeviceRecorder(TorchDispatchMode):

@@ -1,9 +1,7 @@
 """tools/analysis/benchmark_predictor.py: click protocol, plan order, one tiny CPU run checked by
 wrapping the predictors, SAM's tensor path against its NumPy API, target checks by hand."""
-import importlib.util
 import json
 from argparse import Namespace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,28 +9,10 @@ import torch
 
 from mmhrsam.apis.predictor import HRSAMPredictor
 
-ROOT = Path(__file__).resolve().parents[2]
+from tool_loader import load_tool
 
 
-def load_script():
-    """Import the script (the tools folder is not a package)."""
-    spec = importlib.util.spec_from_file_location('benchmark_predictor',
-                                                  ROOT / 'tools' / 'analysis' / 'benchmark_predictor.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bp = load_script()
-
-
-@pytest.fixture
-def one_thread():
-    """One CPU thread: tiny models run faster than with thread hand-offs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+bp = load_tool('tools/analysis/benchmark_predictor.py', 'benchmark_predictor')
 
 
 def test_click_sequence_inside_distinct_alternating():

@@ -1,25 +1,14 @@
 """tools/analysis/benchmark_training.py: option checks, the op counter, one tiny CPU run."""
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tool_loader import load_tool
 
 
-def load_script():
-    """Import the script (the tools folder is not a package)."""
-    spec = importlib.util.spec_from_file_location('benchmark_training',
-                                                  ROOT / 'tools' / 'analysis' / 'benchmark_training.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bt = load_script()
+bt = load_tool('tools/analysis/benchmark_training.py', 'benchmark_training')
 
 
 def test_variants_are_checked():

@@ -7,7 +7,6 @@ with its default CPU backends (Cycle-scan on the ``chunked`` scan, not the ``exp
 graph is traced with). Tolerance: 1e-4 of the reference's largest magnitude (plus 1e-6);
 measured differences are ~1e-6 relative.
 """
-import importlib.util
 import os
 
 import numpy as np
@@ -22,6 +21,7 @@ from mmhrsam.apis.onnx_export import export_onnx_pair, resize_longest_side  # no
 from mmhrsam.models.attention import FlexibleLocalAttention  # noqa: E402
 from mmhrsam.models.layers import CycleScan  # noqa: E402
 from mmhrsam.registry import MODELS  # noqa: E402
+from tool_loader import load_tool  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 SIZE = 128  # target size: an 8 x 8 embedding grid, windows of 3 leave virtual (padded) slots
@@ -47,12 +47,8 @@ def build(backbone_cfg, seed, head_cfg=HEAD):
     return backbone, head
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('export_onnx', os.path.join(ROOT, 'tools', 'deployment',
-                                                                              'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_export_tool():
+    return load_tool('tools/deployment/export_onnx.py', 'export_onnx')
 
 
 @pytest.fixture(scope='module')
@@ -66,7 +62,7 @@ def hrsam_pair(tmp_path_factory):
     (tmp / 'tiny.py').write_text(f'model = dict(backbone={BACKBONE!r}, head={HEAD!r})\n'
                                  f'predictor = dict(target_size=1024, bgr_input=True)\n')
     out = tmp / 'onnx'
-    result = load_tool().main([str(tmp / 'tiny.py'), '--checkpoint', str(tmp / 'tiny.pth'),
+    result = load_export_tool().main([str(tmp / 'tiny.py'), '--checkpoint', str(tmp / 'tiny.pth'),
                                '--target-size', str(SIZE), '--out', str(out)])
     assert result['paths'] == {'encoder': str(out / 'encoder.onnx'), 'decoder': str(out / 'decoder.onnx')}
     predictor = HRSAMPredictor(backbone, head, target_size=SIZE, bgr_input=True)

@@ -1,5 +1,4 @@
 """tools/extract_teacher_embeddings.py in-process on a tiny registered dataset and a tiny SAMViT teacher."""
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from mmhrsam.structures.image_geometry import preprocess_image
 from mmhrsam.datasets.teacher_embeddings import (MANIFEST_NAME, RESIZE_RULE, LoadTeacherEmbedding,
                                                  embedding_file_name, image_checksum)
 from mmhrsam.registry import DATASETS, MODELS
+from tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -19,15 +19,7 @@ TEACHER = dict(type='SAMViT', img_size=64, arch=dict(embed_dim=32, depth=1, num_
 DATASET_NAME = 'TinyTeacherTestImages'
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location('extract_teacher_embeddings',
-                                                  ROOT / 'tools' / 'extract_teacher_embeddings.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_script()
+tool = load_tool('tools/extract_teacher_embeddings.py', 'extract_teacher_embeddings')
 
 
 class TinyImages:

@@ -9,21 +9,17 @@ every click; and every token's top-1 attention score bounded below by 1 / (numbe
 it can see): 1/64 and 1/256 for global attention on 8x8 and 16x16 tokens, 1/16 for 4x4 windows
 (with or without KV-only padding, a window holds at most 16 keys).
 """
-import importlib.util
 import json
 import os
-import sys
 import tarfile
 
 import numpy as np
 import pytest
+from tool_loader import load_tool
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-spec = importlib.util.spec_from_file_location('extrapolation_study',
-                                              os.path.join(ROOT, 'tools/analysis/extrapolation_study.py'))
-study = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = study  # its dataclasses look their module up
-spec.loader.exec_module(study)
+study = load_tool('tools/analysis/extrapolation_study.py', 'extrapolation_study',
+                  register=True)  # its dataclasses look their module up
 
 MODELS = ['global', 'flash-swin', 'hrsam']
 SIZES = ['128', '256']

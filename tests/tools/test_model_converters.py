@@ -1,6 +1,5 @@
 """The checkpoint converters of tools/model_converters/ and mmhrsam.utils.checkpoint."""
 import argparse
-import importlib.util
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from mmhrsam.models.backbones.sam_vit import SAMViT
 from mmhrsam.models.heads import SAMHead
 from mmhrsam.utils.checkpoint import (convert_hrsam_release, convert_mae, convert_sam,
                                       extract_state_dict, rename_keys)
+from tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,))
@@ -21,10 +21,7 @@ TINY = dict(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,))
 
 def load_script(name):
     """Import ``tools/model_converters/<name>.py`` (the tools folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / 'model_converters' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'tools/model_converters/{name}.py', name)
 
 
 class Segmentor(nn.Module):

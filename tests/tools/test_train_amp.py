@@ -1,19 +1,14 @@
 """tools/train.py --amp: bf16 autocast without a loss scaler, fp16 with dynamic scaling."""
-import importlib.util
-import pathlib
 
 import pytest
 import torch
 from mmengine.config import Config
+from tool_loader import load_tool
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def load_train_tool():
-    spec = importlib.util.spec_from_file_location('train_tool', ROOT / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/train.py', 'train_tool')
 
 
 @pytest.mark.parametrize('bf16, dtype, loss_scale', [(True, 'bfloat16', dict(enabled=False)),
