@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS
-from .encoder_runner import EncoderRunner, Switch, resolve_switch
+from .encoder_runner import EncoderRunner, Switch
 from .head_graphs import HeadGraphs
 from mmhrsam.structures.image_geometry import (ArrayLike, as_rgb_image, check_protocol,  # noqa: F401  (re-exported)
                                                check_target_size, get_preprocess_shape, map_points,
@@ -99,8 +99,7 @@ class HRSAMPredictor:
         self.encoder = EncoderRunner(self.backbone, self.device, precision, compile, cuda_graph)
         head_param = next(self.head.parameters(), None)
         self.head_dtype = head_param.dtype if head_param is not None else torch.float32
-        use_graphs = resolve_switch(cuda_graph, 'cuda_graph', self.device)
-        self.head_graphs = HeadGraphs(self.head) if use_graphs else None
+        self.head_graphs = HeadGraphs(self.head) if self.encoder.use_graph else None
         self.reset_image()
 
     # ------------------------------------------------------------------ building

@@ -55,8 +55,7 @@ def test_resolve_precision():
 def test_return_numpy_false_gives_the_same_mask_as_a_tensor():
     backbone, head = tiny_models()
     predictor = HRSAMPredictor(backbone, head, target_size=128, device='cpu')
-    image = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
-    predictor.set_image(image)
+    predictor.set_image(random_image(0, (90, 120, 3)))
     mask_np, logits_np, score_np = predictor.predict([[60, 40]], [1])
     mask_t, logits_t, score_t = predictor.predict([[60, 40]], [1], return_numpy=False)
     assert isinstance(mask_np, np.ndarray) and isinstance(mask_t, torch.Tensor)
@@ -80,16 +79,24 @@ def run_session(predictor, image, clicks):
 CLICKS = [(200, 150, 1), (50, 40, 0), (300, 200, 1), (120, 260, 0)]
 
 
+def random_image(seed, shape=(300, 420, 3)):
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+
+
+def eager_cuda_predictor(backbone, head):
+    """The reference: the plain eager fp32 path on the GPU."""
+    return HRSAMPredictor(backbone.cuda(), head.cuda(), target_size=512, precision='fp32', compile=False,
+                          cuda_graph=False)
+
+
 @cuda_only
 def test_head_graphs_replay_equals_eager_head():
     backbone, head = tiny_models()
-    image = (np.random.default_rng(1).random((300, 420, 3)) * 255).astype(np.uint8)
-    eager = HRSAMPredictor(backbone.cuda(), head.cuda(), target_size=512, precision='fp32', compile=False,
-                           cuda_graph=False)
+    eager = eager_cuda_predictor(backbone, head)
     graphs = HRSAMPredictor(backbone, head, target_size=512, precision='fp32', compile=False)
     assert graphs.head_graphs is not None and graphs.encoder.mode == 'graph'
     for image_seed in (1, 2):  # a second image: same graphs, new embedding copied in
-        image = (np.random.default_rng(image_seed).random((300, 420, 3)) * 255).astype(np.uint8)
+        image = random_image(image_seed)
         for (m_e, l_e, s_e), (m_g, l_g, s_g) in zip(run_session(eager, image, CLICKS),
                                                     run_session(graphs, image, CLICKS)):
             torch.testing.assert_close(l_g, l_e, rtol=1e-4, atol=1e-4)  # same kernels, replayed
@@ -99,9 +106,8 @@ def test_head_graphs_replay_equals_eager_head():
 @cuda_only
 def test_default_cuda_path_against_eager_fp32():
     backbone, head = tiny_models()
-    image = (np.random.default_rng(3).random((300, 420, 3)) * 255).astype(np.uint8)
-    eager = HRSAMPredictor(backbone.cuda(), head.cuda(), target_size=512, precision='fp32', compile=False,
-                           cuda_graph=False)
+    image = random_image(3)
+    eager = eager_cuda_predictor(backbone, head)
     fast = HRSAMPredictor(backbone, head, target_size=512)
     assert fast.encoder.mode == 'compile+graph' and fast.encoder.autocast_dtype is torch.bfloat16
     for (m_e, l_e, s_e), (m_f, l_f, s_f) in zip(run_session(eager, image, CLICKS), run_session(fast, image, CLICKS)):
@@ -110,6 +116,7 @@ def test_default_cuda_path_against_eager_fp32():
         assert (l_f - l_e).abs().max().item() < 0.05 * scale
         assert (m_e != m_f).mean() < 0.01
         assert abs(s_e - s_f) < 0.05
+    assert fast.encoder.mode == 'compile+graph'  # compiled without falling back to eager
 
 
 @cuda_only
@@ -188,7 +195,7 @@ def test_head_graphs_serve_interleaved_predictors(monkeypatch):
     eager = HRSAMPredictor(backbone, head, target_size=128, device='cpu')
     shared = copy.copy(eager)
     shared.head_graphs = head_graphs.HeadGraphs(head)
-    images = [(np.random.default_rng(seed).random((90, 120, 3)) * 255).astype(np.uint8) for seed in (4, 5)]
+    images = [random_image(seed, (90, 120, 3)) for seed in (4, 5)]
     clicks = [[(60, 40, 1)], [(60, 40, 1), (20, 70, 0)]]
     graph_preds = [copy.copy(shared), copy.copy(shared)]
     for predictor, image in zip(graph_preds, images):

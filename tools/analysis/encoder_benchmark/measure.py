@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import time
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from mmhrsam.apis.encoder_runner import EncoderRunner
 from mmhrsam.registry import MODELS
 from mmhrsam.utils.benchmark import capture_cuda_graph, sync, time_fn
 
@@ -181,7 +183,6 @@ class Runner:
         self._memory(row, fn, before)
 
     def _run_fast(self, row: Dict, model, x) -> None:
-        from mmhrsam.apis.encoder_runner import EncoderRunner
         torch._dynamo.reset()  # compile afresh for this size
         before = allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
@@ -191,7 +192,7 @@ class Runner:
         runner(x)  # compiles and captures
         sync(self.device)
         row.update(compile_s=round(time.perf_counter() - t0, 2), fast_path=runner.mode)
-        self._time(row, lambda: runner(x))
+        self._time(row, functools.partial(runner, x))
         # Everything the path holds beyond the model: its weight copy, the graph's memory
         # pool (the activations), the input and output buffers, at their peak.
         extra = (torch.cuda.max_memory_allocated(self.device) - before) / MIB
