@@ -32,7 +32,7 @@
 # - Same evaluation: tools/test.py's exact click protocol (20 clicks, IoU at the original
 #   resolution) on the same held-out scenes, the encoder in bf16 autocast on GPU, only
 #   --target-size changing.
-_base_ = ['../../_base_/default_runtime.py']
+_base_ = ['../../_base_/default_runtime.py', '../../_base_/datasets/synthetic.py']
 width = 256
 model = dict(
     type='ClickSegmentor',
@@ -60,29 +60,14 @@ model = dict(
 # from the same generator, so 2048² evaluation reaches their native resolution and 4096² is pure
 # upsampling: any change from 2048² to 4096² is the token count's, not the image's.
 scenes = dict(image_size=(1024, 2048), max_objects=2, shapes=('wavy', 'star', 'ring'), object_scale=(0.2, 0.4))
-train_pipeline = [
-    dict(type='SampleObject'),
-    dict(type='ResizeLongestSide', long_side=1024),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInteractiveInputs'),
-]
+# The synthetic data base gives the pipeline (one object, long side resized to 1024, photometric
+# distortion, flip) and the loaders; the study changes the scenes, batch, workers and sampler seed.
 train_dataloader = dict(
     batch_size=4,
     num_workers=4,  # three trainings share one 16-core host in the study
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True, seed=0),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='SyntheticHighResDataset', num_images=10000, seed=0, pipeline=train_pipeline, **scenes))
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='SyntheticHighResDataset', num_images=16, seed=10**6, test_mode=True,
-                 pipeline=[dict(type='PackInteractiveInputs')], **scenes))
-test_evaluator = dict(type='ClickMetric', max_clicks=20)
+    sampler=dict(seed=0),
+    dataset=dict(**scenes))
+test_dataloader = dict(dataset=dict(num_images=16, **scenes))
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
