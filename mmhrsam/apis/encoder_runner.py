@@ -18,15 +18,15 @@ import copy
 import threading
 import warnings
 from collections import OrderedDict
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from mmhrsam.utils.benchmark import capture_cuda_graph
+from .compiled import Switch, resolve_switch  # noqa: F401  (Switch re-exported)
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-Switch = Union[str, bool]
 
 
 def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
@@ -42,17 +42,6 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
     if precision != 'fp32' and device.type != 'cuda':
         raise ValueError(f'precision {precision!r} needs a CUDA device; the {device.type} path is fp32')
     return PRECISIONS[precision]
-
-
-def resolve_switch(value: Switch, name: str, device: torch.device) -> bool:
-    """``'auto'`` -> on for CUDA, off elsewhere; True on a non-CUDA device is an error."""
-    if value == 'auto':
-        return device.type == 'cuda'
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
-    if value and device.type != 'cuda':
-        raise ValueError(f'{name}=True needs a CUDA device, got {device.type}')
-    return value
 
 
 def cast_matmul_weights(module: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS
+from .compiled import CompiledOrEager
 from .encoder_runner import EncoderRunner, Switch
-from .head_graphs import HeadGraphs
+from .head_runner import HeadRunner
 from mmhrsam.structures.image_geometry import (ArrayLike, as_rgb_image, check_protocol,  # noqa: F401  (re-exported)
                                                check_target_size, get_preprocess_shape, map_points,
                                                map_points_original, postprocess_logits, postprocess_logits_original,
@@ -57,14 +58,19 @@ class HRSAMPredictor:
         precision (str): encoder autocast: ``'auto'`` (bf16 on CUDA, fp32 on CPU),
             ``'fp32'``, ``'bf16'``, ``'fp16'``. The prompt encoder and mask decoder always
             run in the head's own dtype (fp32 unless the caller converted it).
-        compile (str | bool): ``torch.compile`` the encoder once per input size:
-            ``'auto'`` (on CUDA, eager fallback with a warning), True or False. The first
-            ``set_image`` at a new size compiles (tens of seconds the first time on a
-            machine; Inductor's on-disk cache makes later processes faster).
+        compile (str | bool): ``torch.compile`` the encoder once per input size, the click
+            step once (the click count is a dynamic dimension) and the mask post-processing
+            once (image sizes are dynamic): ``'auto'`` (on CUDA, eager fallback with a
+            warning), True or False. The first ``set_image`` at a new size compiles (tens
+            of seconds the first time on a machine; Inductor's on-disk cache makes later
+            processes faster).
         cuda_graph (str | bool): replay the encoder (per input size) and the click step
             (per number of clicks) from CUDA graphs: ``'auto'`` (on CUDA), True or False.
-            See :class:`EncoderRunner` and :class:`HeadGraphs`. After changing the
+            See :class:`EncoderRunner` and :class:`HeadRunner`. After changing the
             backbone's weights in place, call ``predictor.encoder.reset()``.
+        decoder_precision (str): the click step's fp32 matrix products: ``'auto'`` (TF32
+            tensor cores on CUDA, fp32 on CPU), ``'fp32'`` or ``'tf32'``; see
+            :class:`HeadRunner`.
     """
 
     def __init__(self,
@@ -78,7 +84,8 @@ class HRSAMPredictor:
                  protocol: str = 'exact',
                  precision: str = 'auto',
                  compile: Switch = 'auto',
-                 cuda_graph: Switch = 'auto'):
+                 cuda_graph: Switch = 'auto',
+                 decoder_precision: str = 'auto'):
         if len(pixel_mean) != 3 or len(pixel_std) != 3:
             raise ValueError('pixel_mean and pixel_std need 3 values each')
         if any(s <= 0 for s in pixel_std):
@@ -99,14 +106,18 @@ class HRSAMPredictor:
         self.encoder = EncoderRunner(self.backbone, self.device, precision, compile, cuda_graph)
         head_param = next(self.head.parameters(), None)
         self.head_dtype = head_param.dtype if head_param is not None else torch.float32
-        self.head_graphs = HeadGraphs(self.head) if self.encoder.use_graph else None
+        self.head_runner = HeadRunner(self.head, self.device, compile, cuda_graph, decoder_precision)
+        # Image sizes vary per image: one compilation with symbolic sizes serves them all.
+        self._mask_at_original_size = CompiledOrEager(mask_at_original_size, compile, self.head_runner.step.enabled,
+                                                      dynamic=True)
+        self._post_warm = False
         self.reset_image()
 
     # ------------------------------------------------------------------ building
     @classmethod
     def from_config(cls, config, checkpoint=None, device: Union[str, torch.device, None] = None,
-                    precision: str = 'auto', compile: Switch = 'auto', cuda_graph: Switch = 'auto'
-                    ) -> 'HRSAMPredictor':
+                    precision: str = 'auto', compile: Switch = 'auto', cuda_graph: Switch = 'auto',
+                    decoder_precision: str = 'auto') -> 'HRSAMPredictor':
         """Build the backbone and head of a config and load a checkpoint.
 
         Args:
@@ -126,7 +137,8 @@ class HRSAMPredictor:
                 on a module where an ``init_cfg`` is set (e.g. ``Pretrained``); otherwise
                 the weights are those of construction (random).
             device (str | torch.device, optional): where to run; CPU by default.
-            precision, compile, cuda_graph: see the class (run-time choices, not config keys).
+            precision, compile, cuda_graph, decoder_precision: see the class (run-time
+                choices, not config keys).
         """
         from mmengine.config import Config
         if isinstance(config, (str, os.PathLike)):
@@ -152,7 +164,7 @@ class HRSAMPredictor:
         if unknown:
             raise ValueError(f'unknown predictor options {sorted(unknown)}; allowed: {sorted(allowed)}')
         return cls(backbone, head, device=device, precision=precision, compile=compile,
-                   cuda_graph=cuda_graph, **options)
+                   cuda_graph=cuda_graph, decoder_precision=decoder_precision, **options)
 
     # ------------------------------------------------------------------ image
     @property
@@ -191,9 +203,22 @@ class HRSAMPredictor:
             raise RuntimeError(f'backbone returned an embedding of shape {tuple(features.shape)}, '
                                'expected (1, C, h, w)')
         self.features = features.to(self.head_dtype)  # the decoder runs in its own precision
+        self._warm_up_click_path()
         self.original_size = tuple(image.shape[:2])  # validated by preprocess_image
         self.input_size = input_size
         self.pad_size = pad_size
+
+    def _warm_up_click_path(self) -> None:
+        """When compiling: compile the click step for this embedding shape and the mask
+        post-processing now, so that the first clicks do not wait for the compiler."""
+        if not self.head_runner.step.enabled:
+            return
+        self.head_runner.warm_up(self.features)
+        if not self._post_warm:
+            h, w = self.features.shape[-2:]
+            self._mask_at_original_size(self.features.new_zeros(1, 1, 4 * h, 4 * w), self.input_size,
+                                        self.pad_size, self.padded_size, self.original_size, False)
+            self._post_warm = True
 
     # ------------------------------------------------------------------ prompts
     def _check_points(self, points: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
@@ -265,20 +290,26 @@ class HRSAMPredictor:
             mapped = map_points(points, self.original_size, self.input_size)
         point_t = torch.as_tensor(mapped, dtype=torch.float32, device=self.device)[None]
         label_t = torch.as_tensor(labels, dtype=torch.long, device=self.device)[None]
-        if self.head_graphs is not None:
-            low_res, iou = self.head_graphs(self.features, point_t, label_t, prev)
-        else:
-            low_res, iou = self.head(self.features, point_t, label_t, prev)
-        if self.protocol == 'original':
-            full = postprocess_logits_original(low_res, self.input_size, self.pad_size, self.padded_size,
-                                               self.original_size)
-        else:
-            full = postprocess_logits(low_res, self.input_size, self.pad_size, self.original_size)
-        full = full[0, 0]
-        out = full if return_logits else full > 0
+        low_res, iou = self.head_runner(self.features, point_t, label_t, prev)
+        out = self._mask_at_original_size(low_res, self.input_size, self.pad_size, self.padded_size,
+                                          self.original_size, return_logits)
         if return_numpy:
             out = to_host(out)
         return out, low_res.detach(), float(iou.reshape(-1)[0])
+
+
+def mask_at_original_size(low_res: Tensor, input_size: Tuple[int, int], pad_size: int,
+                          padded_size: Optional[Tuple[int, int]], original_size: Tuple[int, int],
+                          return_logits: bool) -> Tensor:
+    """(1, 1, h, w) low-resolution logits -> the (H, W) bool mask (or float32 logits) at the
+    original size: :func:`postprocess_logits`, or :func:`postprocess_logits_original` when
+    ``padded_size`` (the 'original' protocol's 32-padded size) is given."""
+    if padded_size is None:
+        full = postprocess_logits(low_res, input_size, pad_size, original_size)
+    else:
+        full = postprocess_logits_original(low_res, input_size, pad_size, padded_size, original_size)
+    full = full[0, 0]
+    return full if return_logits else full > 0
 
 
 def to_host(tensor: Tensor) -> np.ndarray:

@@ -93,8 +93,9 @@ def eager_cuda_predictor(backbone, head):
 def test_head_graphs_replay_equals_eager_head():
     backbone, head = tiny_models()
     eager = eager_cuda_predictor(backbone, head)
-    graphs = HRSAMPredictor(backbone, head, target_size=512, precision='fp32', compile=False)
-    assert graphs.head_graphs is not None and graphs.encoder.mode == 'graph'
+    graphs = HRSAMPredictor(backbone, head, target_size=512, precision='fp32', compile=False,
+                            decoder_precision='fp32')
+    assert graphs.head_runner.mode == 'graph' and graphs.encoder.mode == 'graph'
     for image_seed in (1, 2):  # a second image: same graphs, new embedding copied in
         image = random_image(image_seed)
         for (m_e, l_e, s_e), (m_g, l_g, s_g) in zip(run_session(eager, image, CLICKS),
@@ -178,23 +179,24 @@ def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(monkeypatch, ch
 
 
 def test_head_graphs_serve_interleaved_predictors(monkeypatch):
-    """Predictors that share one HeadGraphs (the annotation app's per-image copies) each get
+    """Predictors that share one HeadRunner (the annotation app's per-image copies) each get
     their own image's masks, clicks interleaved. A stand-in for the CUDA capture re-runs the
     captured step on the graphs' static buffers, as a replay does, so the buffer handling is
     tested on the CPU: a stale embedding or click buffer would give the other image's mask."""
     import copy
 
-    from mmhrsam.apis import head_graphs
+    from mmhrsam.apis import head_runner
 
     def fake_capture(fn, device, pool=None):
         fn()
         return None, fn
 
-    monkeypatch.setattr(head_graphs, 'capture_cuda_graph', fake_capture)
+    monkeypatch.setattr(head_runner, 'capture_cuda_graph', fake_capture)
     backbone, head = tiny_models()
     eager = HRSAMPredictor(backbone, head, target_size=128, device='cpu')
     shared = copy.copy(eager)
-    shared.head_graphs = head_graphs.HeadGraphs(head)
+    shared.head_runner = head_runner.HeadRunner(head, torch.device('cpu'), compile=False, cuda_graph=False)
+    shared.head_runner.use_graph = True  # the replay stand-in above plays the CUDA graph
     images = [random_image(seed, (90, 120, 3)) for seed in (4, 5)]
     clicks = [[(60, 40, 1)], [(60, 40, 1), (20, 70, 0)]]
     graph_preds = [copy.copy(shared), copy.copy(shared)]
@@ -213,4 +215,4 @@ def test_head_graphs_serve_interleaved_predictors(monkeypatch):
             mask, logits[i], score = predictor.predict([c[:2] for c in cl], [c[2] for c in cl], logits[i])
             want_mask, want_logits, want_score = expected[i, n]
             assert np.array_equal(mask, want_mask) and torch.equal(logits[i], want_logits) and score == want_score
-    assert len(shared.head_graphs._graphs) == 2  # (shape, 1 click, no prompt), (shape, 2 clicks, prompt)
+    assert len(shared.head_runner._graphs) == 2  # (shape, 1 click, no prompt), (shape, 2 clicks, prompt)

@@ -37,7 +37,8 @@ def random_clicks(batch, num, size, seed=1):
 def test_built_like_segment_anything(sam_and_head):
     sam, head = sam_and_head
     assert repr(head.prompt_encoder) == repr(sam.prompt_encoder)
-    assert repr(head.mask_decoder) == repr(sam.mask_decoder)
+    # Same modules and parameters; the decoder's attention layers compute attn @ v split over keys.
+    assert repr(head.mask_decoder).replace('LongKeyAttention', 'Attention') == repr(sam.mask_decoder)
 
 
 @pytest.mark.parametrize('with_prev', [False, True])
@@ -225,7 +226,8 @@ def test_dense_pe_resize_reaches_the_decoder(sam_and_head):
     dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
     ref = sam.mask_decoder(embedding, pe, sparse, dense, multimask_output=False)
     for out, expected in zip(head(embedding, points, labels), ref):
-        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        # 7680 keys: the prompt-to-image products are summed over key chunks (fp32 rounding)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_dense_pe_mode_is_checked():
