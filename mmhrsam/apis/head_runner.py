@@ -2,13 +2,17 @@
 
 On CUDA (the defaults) the head is compiled once with the number of clicks as a dynamic
 dimension and replayed from a CUDA graph per (embedding shape, number of clicks, mask prompt
-given or not); its fp32 matrix products use TF32 tensor cores. Why each step (HRSAM's head at
-a 128² embedding, one H200, docs/benchmarks.md): eager, one kernel launch at a time, ~6 ms
-per click; CUDA-graph replay 2.6 ms of kernels; compiled (Inductor fuses the decoder's
-element-wise work over the 16384 image tokens) and with the prompt-to-image product split
-over keys (:mod:`mmhrsam.models.heads.long_key_attention`) and TF32 products: see the
-benchmark table. SAM's decoder has no attention mask, so click sets of different sizes
-cannot share one padded graph without changing the result; all graphs share one memory pool.
+given or not); its fp32 matrix products use TF32 tensor cores, and the dense positional
+encoding is computed once per image by the caller instead of at every click. SAM's decoder
+has no attention mask, so click sets of different sizes cannot share one padded graph without
+changing the result; all graphs share one memory pool.
+
+Why each step (HRSAM's head at a 128² embedding, 5 clicks and a mask prompt, one H200, GPU
+time per click, docs/benchmarks.md): kernels replayed from a CUDA graph 2.52 ms (launched one
+by one from Python the step was host-bound at ~6 ms); prompt-to-image product split over key
+chunks (:mod:`mmhrsam.models.heads.long_key_attention`, was 0.86 ms) and the dense encoding's
+resize in channels-last (was 0.28 ms) 1.79 ms; compiled (Inductor fuses the element-wise
+work over the 16384 image tokens) 1.21 ms; TF32 products 0.94 ms.
 """
 from __future__ import annotations
 
@@ -70,7 +74,7 @@ class HeadRunner:
         self.decoder_precision = resolve_decoder_precision(decoder_precision, self.device)
         self.max_graphs = max_graphs
         self._lock = threading.Lock()
-        self._features: Dict[Tuple, Tensor] = {}  # (shape, dtype) -> static embedding buffer
+        self._images: Dict[Tuple, Tuple[Tensor, Tensor]] = {}  # (shape, dtype) -> static (embedding, dense PE)
         # (shape, dtype, clicks, mask prompt given) -> (static inputs, replay, outputs of the step)
         self._graphs: Dict[Tuple, tuple] = {}
         self._warm: set = set()
@@ -82,16 +86,19 @@ class HeadRunner:
         parts = [p for p, on in (('compile', self.step.enabled), ('graph', self.use_graph)) if on]
         return '+'.join(parts) or 'eager'
 
-    def _run(self, features: Tensor, points: Tensor, labels: Tensor, prev: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    def _run(self, features: Tensor, image_pe: Tensor, points: Tensor, labels: Tensor, prev: Optional[Tensor]
+             ) -> Tuple[Tensor, Tensor]:
         # The click count varies: one compiled graph for all counts >= 2 instead of one each.
         torch._dynamo.maybe_mark_dynamic(points, 1)
         torch._dynamo.maybe_mark_dynamic(labels, 1)
         with float32_matmul_precision(DECODER_PRECISIONS[self.decoder_precision]):
-            return self.step(features, points, labels, prev)
+            return self.step(features, points, labels, prev, None, image_pe)
 
-    def _capture(self, features: Tensor, points: Tensor, labels: Tensor, prev: Optional[Tensor]) -> tuple:
-        static_features = self._features.setdefault((tuple(features.shape), features.dtype), features.clone())
-        inputs = dict(features=static_features, points=points.clone(), labels=labels.clone())
+    def _capture(self, features: Tensor, image_pe: Tensor, points: Tensor, labels: Tensor,
+                 prev: Optional[Tensor]) -> tuple:
+        static_features, static_pe = self._images.setdefault((tuple(features.shape), features.dtype),
+                                                             (features.clone(), image_pe.clone()))
+        inputs = dict(features=static_features, image_pe=static_pe, points=points.clone(), labels=labels.clone())
         if prev is not None:
             inputs['prev'] = prev.clone()
         if self._pool is None and features.is_cuda:
@@ -99,19 +106,22 @@ class HeadRunner:
         outputs = []
 
         def step():
-            outputs.append(self._run(inputs['features'], inputs['points'], inputs['labels'], inputs.get('prev')))
+            outputs.append(self._run(inputs['features'], inputs['image_pe'], inputs['points'], inputs['labels'],
+                                     inputs.get('prev')))
 
         _, replay = capture_cuda_graph(step, features.device, pool=self._pool)
         return inputs, replay, outputs  # outputs[-1]: what the captured step wrote (see _replay)
 
-    def _replay(self, features: Tensor, points: Tensor, labels: Tensor, prev: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    def _replay(self, features: Tensor, image_pe: Tensor, points: Tensor, labels: Tensor, prev: Optional[Tensor]
+                ) -> Tuple[Tensor, Tensor]:
         key = (tuple(features.shape), features.dtype, points.shape[1], prev is not None)
         if key not in self._graphs:
             if len(self._graphs) >= self.max_graphs:
                 self._graphs.clear()
-            self._graphs[key] = self._capture(features, points, labels, prev)
+            self._graphs[key] = self._capture(features, image_pe, points, labels, prev)
         inputs, replay, outputs = self._graphs[key]
         inputs['features'].copy_(features)
+        inputs['image_pe'].copy_(image_pe)
         inputs['points'].copy_(points)
         inputs['labels'].copy_(labels)
         if prev is not None:
@@ -123,16 +133,17 @@ class HeadRunner:
         return low_res.clone(), iou.clone()
 
     @torch.no_grad()
-    def __call__(self, features: Tensor, points: Tensor, labels: Tensor, prev: Optional[Tensor]
+    def __call__(self, features: Tensor, image_pe: Tensor, points: Tensor, labels: Tensor, prev: Optional[Tensor]
                  ) -> Tuple[Tensor, Tensor]:
-        """(1, C, h, w) embedding, (1, N, 2) points, (1, N) labels, optional (1, 1, 4h, 4w)
-        previous logits -> low-resolution logits (1, 1, 4h, 4w) and IoU (1, 1), new tensors."""
+        """(1, C, h, w) embedding, its (1, C, h, w) dense positional encoding
+        (``head.dense_pe``), (1, N, 2) points, (1, N) labels, optional (1, 1, 4h, 4w) previous
+        logits -> low-resolution logits (1, 1, 4h, 4w) and IoU (1, 1), new tensors."""
         with self._lock:
             if self.use_graph:
-                return self._replay(features, points, labels, prev)
-            return self._run(features, points, labels, prev)
+                return self._replay(features, image_pe, points, labels, prev)
+            return self._run(features, image_pe, points, labels, prev)
 
-    def warm_up(self, features: Tensor) -> None:
+    def warm_up(self, features: Tensor, image_pe: Tensor) -> None:
         """Compile (and capture) the steps a session starts with, once per embedding shape:
         one click without a mask prompt, then two clicks with one, so that the user's first
         clicks do not wait for the compiler. No-op when not compiling."""
@@ -144,5 +155,5 @@ class HeadRunner:
         for clicks, mask_prompt in ((1, None), (2, prev)):
             points = features.new_zeros(1, clicks, 2, dtype=torch.float32)
             labels = torch.ones(1, clicks, dtype=torch.long, device=features.device)
-            self(features, points, labels, mask_prompt)
+            self(features, image_pe, points, labels, mask_prompt)
         self._warm.add(key)

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.registry import MODELS
-from .compiled import CompiledOrEager
 from .encoder_runner import EncoderRunner, Switch
 from .head_runner import HeadRunner
 from mmhrsam.structures.image_geometry import (ArrayLike, as_rgb_image, check_protocol,  # noqa: F401  (re-exported)
@@ -44,7 +43,8 @@ class HRSAMPredictor:
     Args:
         backbone (nn.Module): image encoder, ``forward(img (B, 3, S, S)) -> tuple`` whose
             last element (or the returned tensor itself) is the (B, 256, S/16, S/16) embedding.
-        head (nn.Module): :class:`mmhrsam.models.heads.SAMHead` or one with its contract.
+        head (nn.Module): :class:`mmhrsam.models.heads.SAMHead` or one with its contract
+            (``forward(..., image_pe=)`` and ``dense_pe(grid)``).
         target_size (int): long side after resizing and side of the padded square input; a
             multiple of 16. ``set_image`` may override it per image.
         pixel_mean (Sequence[float]): normalization mean (RGB statistics).
@@ -58,10 +58,9 @@ class HRSAMPredictor:
         precision (str): encoder autocast: ``'auto'`` (bf16 on CUDA, fp32 on CPU),
             ``'fp32'``, ``'bf16'``, ``'fp16'``. The prompt encoder and mask decoder always
             run in the head's own dtype (fp32 unless the caller converted it).
-        compile (str | bool): ``torch.compile`` the encoder once per input size, the click
-            step once (the click count is a dynamic dimension) and the mask post-processing
-            once (image sizes are dynamic): ``'auto'`` (on CUDA, eager fallback with a
-            warning), True or False. The first ``set_image`` at a new size compiles (tens
+        compile (str | bool): ``torch.compile`` the encoder once per input size and the
+            click step once (the click count is a dynamic dimension): ``'auto'`` (on CUDA,
+            eager fallback with a warning), True or False. The first ``set_image`` at a new size compiles (tens
             of seconds the first time on a machine; Inductor's on-disk cache makes later
             processes faster).
         cuda_graph (str | bool): replay the encoder (per input size) and the click step
@@ -107,10 +106,6 @@ class HRSAMPredictor:
         head_param = next(self.head.parameters(), None)
         self.head_dtype = head_param.dtype if head_param is not None else torch.float32
         self.head_runner = HeadRunner(self.head, self.device, compile, cuda_graph, decoder_precision)
-        # Image sizes vary per image: one compilation with symbolic sizes serves them all.
-        self._mask_at_original_size = CompiledOrEager(mask_at_original_size, compile, self.head_runner.step.enabled,
-                                                      dynamic=True)
-        self._post_warm = False
         self.reset_image()
 
     # ------------------------------------------------------------------ building
@@ -175,6 +170,7 @@ class HRSAMPredictor:
     def reset_image(self) -> None:
         """Drop the cached embedding and image geometry."""
         self.features: Optional[Tensor] = None
+        self.image_pe: Optional[Tensor] = None  # the head's dense positional encoding of the embedding grid
         self.original_size: Optional[Tuple[int, int]] = None
         self.input_size: Optional[Tuple[int, int]] = None
         self.pad_size: Optional[int] = None
@@ -203,22 +199,11 @@ class HRSAMPredictor:
             raise RuntimeError(f'backbone returned an embedding of shape {tuple(features.shape)}, '
                                'expected (1, C, h, w)')
         self.features = features.to(self.head_dtype)  # the decoder runs in its own precision
-        self._warm_up_click_path()
+        self.image_pe = self.head.dense_pe(features.shape[-2:]).to(self.head_dtype)  # once per image, not per click
+        self.head_runner.warm_up(self.features, self.image_pe)  # compiles the click step once per embedding shape
         self.original_size = tuple(image.shape[:2])  # validated by preprocess_image
         self.input_size = input_size
         self.pad_size = pad_size
-
-    def _warm_up_click_path(self) -> None:
-        """When compiling: compile the click step for this embedding shape and the mask
-        post-processing now, so that the first clicks do not wait for the compiler."""
-        if not self.head_runner.step.enabled:
-            return
-        self.head_runner.warm_up(self.features)
-        if not self._post_warm:
-            h, w = self.features.shape[-2:]
-            self._mask_at_original_size(self.features.new_zeros(1, 1, 4 * h, 4 * w), self.input_size,
-                                        self.pad_size, self.padded_size, self.original_size, False)
-            self._post_warm = True
 
     # ------------------------------------------------------------------ prompts
     def _check_points(self, points: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
@@ -290,9 +275,9 @@ class HRSAMPredictor:
             mapped = map_points(points, self.original_size, self.input_size)
         point_t = torch.as_tensor(mapped, dtype=torch.float32, device=self.device)[None]
         label_t = torch.as_tensor(labels, dtype=torch.long, device=self.device)[None]
-        low_res, iou = self.head_runner(self.features, point_t, label_t, prev)
-        out = self._mask_at_original_size(low_res, self.input_size, self.pad_size, self.padded_size,
-                                          self.original_size, return_logits)
+        low_res, iou = self.head_runner(self.features, self.image_pe, point_t, label_t, prev)
+        out = mask_at_original_size(low_res, self.input_size, self.pad_size, self.padded_size,
+                                    self.original_size, return_logits)
         if return_numpy:
             out = to_host(out)
         return out, low_res.detach(), float(iou.reshape(-1)[0])

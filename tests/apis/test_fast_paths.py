@@ -86,7 +86,7 @@ def random_image(seed, shape=(300, 420, 3)):
 def eager_cuda_predictor(backbone, head):
     """The reference: the plain eager fp32 path on the GPU."""
     return HRSAMPredictor(backbone.cuda(), head.cuda(), target_size=512, precision='fp32', compile=False,
-                          cuda_graph=False)
+                          cuda_graph=False, decoder_precision='fp32')
 
 
 @cuda_only

@@ -264,9 +264,12 @@ class RecordingHead(nn.Module):
         self.head = head
         self.calls = []
 
-    def forward(self, features, points, labels, prev_logits=None):
+    def dense_pe(self, grid):
+        return self.head.dense_pe(grid)
+
+    def forward(self, features, points, labels, prev_logits=None, prev_valid=None, image_pe=None):
         self.calls.append((points.clone(), labels.clone(), prev_logits))
-        return self.head(features, points, labels, prev_logits)
+        return self.head(features, points, labels, prev_logits, prev_valid, image_pe)
 
 
 def test_clicks_reach_the_head_in_resized_frame():

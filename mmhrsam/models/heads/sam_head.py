@@ -173,7 +173,8 @@ class SAMHead(BaseModule):
                 points: Tensor,
                 labels: Tensor,
                 prev_logits: Optional[Tensor] = None,
-                prev_valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                prev_valid: Optional[Tensor] = None,
+                image_pe: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Predict one mask per prompt set.
 
         Args:
@@ -185,6 +186,8 @@ class SAMHead(BaseModule):
             prev_logits (Tensor, optional): (B, 1, 4h, 4w) previous raw low-res logits,
                 fed as the mask prompt.
             prev_valid (Tensor, optional): (B,) bool, see :meth:`embed_mask`.
+            image_pe (Tensor, optional): (1, C, h, w) ``self.dense_pe((h, w))`` computed once by
+                a caller that decodes many clicks on one embedding; None computes it here.
 
         Returns:
             tuple[Tensor, Tensor]: low-res logits (B, 1, 4h, 4w) and IoU prediction (B, 1)
@@ -196,7 +199,8 @@ class SAMHead(BaseModule):
             raise ValueError(f'{num_images} image embeddings for {batch} prompt sets')
         sparse = self.embed_points(points, labels, (self.stride * h, self.stride * w))
         dense = self.embed_mask(prev_logits, (h, w), batch, prev_valid)
-        image_pe = self.dense_pe((h, w))  # (1, C, h, w)
+        if image_pe is None:
+            image_pe = self.dense_pe((h, w))  # (1, C, h, w)
         if num_images == 1:
             return self.mask_decoder(image_embeddings, image_pe, sparse, dense, multimask_output=False)
         # MaskDecoder repeats one image over every prompt set (B x B pairs for B images).
