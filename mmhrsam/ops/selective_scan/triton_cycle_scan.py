@@ -14,9 +14,9 @@ from torch import Tensor
 
 from ..switch import BackendUnavailableError
 from .cycle import check_gamma
-from .triton_scan import (CARRY_BLOCK, CARRY_CHUNKS, CARRY_WARPS, ScanConfig, ScanTuning, _backward, _carry_grid,
-                          _check_tuning, _chunk_outputs, _chunk_states, _final_state_walk, _Partials, _Prepared,
-                          _prepare, _reduce, default_config, triton, triton_unavailable)
+from .triton_scan import (CARRY_BLOCK, CARRY_CHUNKS, CARRY_WARPS, ScanConfig, ScanTuning, _apply_eagerly, _backward,
+                          _carry_grid, _check_tuning, _chunk_outputs, _chunk_states, _final_state_walk, _Partials,
+                          _Prepared, _prepare, _reduce, default_config, triton, triton_unavailable)
 
 if triton is not None:
     import triton.language as tl
@@ -211,7 +211,8 @@ def triton_cycle_selective_scan(u: Tensor,
     with torch.autocast(u.device.type, enabled=False):
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                            for t in (u, delta, A, B, C, D, delta_bias, gamma)):
-            return _TritonCycleScanFunction.apply(u, delta, A, B, C, D, delta_bias, gamma, delta_softplus, cfg)
+            return _apply_eagerly(_TritonCycleScanFunction, u, delta, A, B, C, D, delta_bias, gamma,
+                                  delta_softplus, cfg)
         prep = _prepare(u, A, B, C, D, delta_bias, delta_softplus, cfg)
         return _cycle_forward(u, delta, prep, gamma, cfg).y
 

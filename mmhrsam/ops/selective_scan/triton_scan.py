@@ -1058,9 +1058,21 @@ def triton_selective_scan(u: Tensor,
     with torch.autocast(u.device.type, enabled=False):  # dtypes as given; fp32 state inside
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                            for t in (u, delta, A, B, C, D, delta_bias)):
-            return _TritonScanFunction.apply(u, delta, A, B, C, D, delta_bias, delta_softplus, cfg)
+            return _apply_eagerly(_TritonScanFunction, u, delta, A, B, C, D, delta_bias, delta_softplus, cfg)
         prep = _prepare(u, A, B, C, D, delta_bias, delta_softplus, cfg)
         return _forward(u, delta, prep, cfg)[0]
+
+
+@torch.compiler.disable
+def _apply_eagerly(function: type, *args):
+    """``function.apply(*args)`` outside any ``torch.compile`` graph (a graph break).
+
+    A compiled training step (forward and backward through AOTAutograd) with these Triton kernels
+    inside the graph made an illegal memory access on an H200 (torch 2.11; the same model without
+    Cycle-scan compiled and trained, docs/benchmarks.md); run eagerly, the autograd function is
+    what the eager training path runs. Inference (no gradients) stays inside compiled graphs.
+    """
+    return function.apply(*args)
 
 
 def _check_tuning(tuning: Optional[ScanTuning]) -> ScanTuning:
