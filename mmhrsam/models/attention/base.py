@@ -11,6 +11,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmhrsam.ops.attention import ATTENTION_BACKENDS, Grid, TokenPartition, block_diagonal_attention, cached_partition
+from mmhrsam.ops.attention.gather import gather_rows
 
 from ..layers.rope import AxialRoPE
 
@@ -160,11 +161,14 @@ class FlexibleLocalAttention(BaseModule):
         """Queries of real tokens in group order; returns (B, L, heads, d) in raster order."""
         B = x.shape[0]
         heads, d = self.num_heads, self.head_dim
-        x_grouped = x if part.is_identity else x[:, part.q_index]
+        x_grouped = x if part.is_identity else gather_rows(x, part.q_index, part.inverse)
         qkv = self.qkv(x_grouped).unflatten(-1, (3, heads, d))  # (B, L, 3, heads, d)
         q, k, v = qkv.unbind(2)
         if not part.kv_follows_q:
-            kv = qkv[:, part.kv_source_in_q_order, 1:]  # (B, Lkv, 2, heads, d)
+            if part.kv_slot_of_q_row is None:  # a token in several (or no) key slots
+                kv = qkv[:, part.kv_source_in_q_order, 1:]  # (B, Lkv, 2, heads, d)
+            else:
+                kv = gather_rows(qkv[:, :, 1:], part.kv_source_in_q_order, part.kv_slot_of_q_row)
             if part.uses_padding:
                 pad_kv = self.qkv(self.padding).view(1, 1, 3, heads, d)[:, :, 1:]
                 kv[:, part.pad_slots] = pad_kv.to(kv.dtype).expand(B, len(part.pad_slots), 2, heads, d)
@@ -180,14 +184,14 @@ class FlexibleLocalAttention(BaseModule):
         contiguous projection and each window is one dense block; returns (B, L, heads, d)."""
         B = x.shape[0]
         heads, d = self.num_heads, self.head_dim
-        x_slots = x[:, part.kv_source]  # (B, Lkv, C); pad slots are overwritten next
+        x_slots = gather_rows(x, part.kv_source, part.slot_of_token)  # (B, Lkv, C); pad slots overwritten next
         x_slots[:, part.pad_slots] = self.padding.to(x_slots.dtype).expand(B, len(part.pad_slots), -1)
         q, k, v = self.qkv(x_slots).unflatten(-1, (3, heads, d)).unbind(2)
         if rope is not None:
             q, k = rope(q, part.kv_pos), rope(k, part.kv_pos)
         self._observe(q, k, part.slot_partition)
         out = block_diagonal_attention(q, k, v, part.slot_partition, self.scale, self.backend)
-        return out[:, part.slot_of_token]
+        return gather_rows(out, part.slot_of_token, part.kv_index)  # pad slots (kv_index L) feed no token
 
     def extra_repr(self) -> str:
         return f'embed_dim={self.embed_dim}, num_heads={self.num_heads}, backend={self.backend!r}'

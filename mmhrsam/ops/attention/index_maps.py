@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -108,6 +108,17 @@ class TokenPartition:
         slot = torch.empty_like(real)
         slot[self.kv_index[real]] = real
         return slot
+
+    @functools.cached_property
+    def kv_slot_of_q_row(self) -> Optional[Tensor]:
+        """(Lq,) long: the key slot holding the token of each query row (query order), or
+        None unless every token fills exactly one key slot (the gradient of the key gather is
+        then a gather, :func:`.gather.gather_rows`)."""
+        tokens = torch.arange(self.num_tokens, device=self.kv_index.device)
+        real = self.kv_index[self.kv_index != self.num_tokens]
+        if not (torch.equal(torch.sort(real).values, tokens) and torch.equal(torch.sort(self.q_index).values, tokens)):
+            return None  # (a slot partition's queries include pad slots)
+        return self.slot_of_token[self.q_index]
 
     @functools.cached_property
     def slot_partition(self) -> 'TokenPartition':
