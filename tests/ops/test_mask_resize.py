@@ -16,7 +16,8 @@ from mmhrsam.structures.image_geometry import get_preprocess_shape, postprocess_
 
 interp = pytest.mark.skipif(not mask_resize.INTERPRETED,
                             reason='runs in the TRITON_INTERPRET=1 subprocess of test_interpreter_suite')
-cuda_only = pytest.mark.skipif(not torch.cuda.is_available() or mask_resize.triton is None, reason='needs CUDA')
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available() or mask_resize.triton is None or mask_resize.INTERPRETED,
+                               reason='needs CUDA (and compiled kernels: the interpreter would run 12-MP grids in Python)')
 
 
 def test_interpreter_suite():
