@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.utils.benchmark import capture_cuda_graph
-from .compiled import Switch, resolve_switch  # noqa: F401  (Switch re-exported)
+from .compiled import Switch, resolve_switch
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from mmhrsam.ops.mask_resize import logits_to_original_size, mask_resize_unavailable
 from mmhrsam.registry import MODELS
-from .encoder_runner import EncoderRunner, Switch
+from .compiled import Switch
+from .encoder_runner import EncoderRunner
 from .head_runner import HeadRunner
 from mmhrsam.structures.image_geometry import (ArrayLike, as_rgb_image, check_protocol,  # noqa: F401  (re-exported)
                                                check_target_size, get_preprocess_shape, map_points,
@@ -61,11 +62,12 @@ class HRSAMPredictor:
             run in the head's own dtype (fp32 unless the caller converted it).
         compile (str | bool): ``torch.compile`` the encoder once per input size and the
             click step once (the click count is a dynamic dimension): ``'auto'`` (on CUDA,
-            eager fallback with a warning), True or False. The first ``set_image`` at a new size compiles (tens
-            of seconds the first time on a machine; Inductor's on-disk cache makes later
-            processes faster).
+            eager fallback with a warning), True or False. The first ``set_image`` at a new
+            size compiles (tens of seconds the first time on a machine; Inductor's on-disk
+            cache makes later processes faster).
         cuda_graph (str | bool): replay the encoder (per input size) and the click step
-            (per number of clicks) from CUDA graphs: ``'auto'`` (on CUDA), True or False.
+            (per embedding size, number of clicks and mask prompt given or not) from CUDA
+            graphs: ``'auto'`` (on CUDA), True or False.
             See :class:`EncoderRunner` and :class:`HeadRunner`. After changing the
             backbone's weights in place, call ``predictor.encoder.reset()``.
         decoder_precision (str): the click step's fp32 matrix products: ``'auto'`` (TF32
@@ -287,11 +289,25 @@ class HRSAMPredictor:
 def mask_at_original_size(low_res: Tensor, input_size: Tuple[int, int], pad_size: int,
                           padded_size: Optional[Tuple[int, int]], original_size: Tuple[int, int],
                           return_logits: bool) -> Tensor:
-    """(1, 1, h, w) low-resolution logits -> the (H, W) bool mask (or float32 logits) at the
-    original size: :func:`postprocess_logits`, or :func:`postprocess_logits_original` when
-    ``padded_size`` (the 'original' protocol's 32-padded size) is given. On CUDA the former
-    runs as two Triton kernels with the threshold fused (:mod:`mmhrsam.ops.mask_resize`, ten
-    times faster than PyTorch's bilinear kernel on these single-channel maps)."""
+    """Low-resolution logits -> the mask (or logits) at the original size.
+
+    :func:`postprocess_logits`, or :func:`postprocess_logits_original` when ``padded_size``
+    is given. On CUDA the former runs as two Triton kernels with the threshold fused
+    (:mod:`mmhrsam.ops.mask_resize`, ten times faster than PyTorch's bilinear kernel on these
+    single-channel maps).
+
+    Args:
+        low_res (Tensor): (1, 1, h, w) low-resolution logits.
+        input_size (tuple[int, int]): (h', w') of the resized image inside the padded square.
+        pad_size (int): side of the padded square the logits cover.
+        padded_size (tuple[int, int], optional): the 'original' protocol's 32-padded (H', W');
+            None for the 'exact' protocol.
+        original_size (tuple[int, int]): (H, W) of the image.
+        return_logits (bool): return the float logits instead of the bool mask ``logits > 0``.
+
+    Returns:
+        Tensor: (H, W) bool mask or logits on ``low_res``'s device.
+    """
     if padded_size is None and mask_resize_unavailable(low_res) is None:
         return logits_to_original_size(low_res, input_size, pad_size, original_size, as_mask=not return_logits)
     if padded_size is None:

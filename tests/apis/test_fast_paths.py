@@ -90,7 +90,7 @@ def eager_cuda_predictor(backbone, head):
 
 
 @cuda_only
-def test_head_graphs_replay_equals_eager_head():
+def test_head_runner_replay_equals_eager_head():
     backbone, head = tiny_models()
     eager = eager_cuda_predictor(backbone, head)
     graphs = HRSAMPredictor(backbone, head, target_size=512, precision='fp32', compile=False,
@@ -178,7 +178,7 @@ def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(monkeypatch, ch
     torch._dynamo.reset()
 
 
-def test_head_graphs_serve_interleaved_predictors(monkeypatch):
+def test_head_runner_serves_interleaved_predictors(monkeypatch):
     """Predictors that share one HeadRunner (the annotation app's per-image copies) each get
     their own image's masks, clicks interleaved. A stand-in for the CUDA capture re-runs the
     captured step on the graphs' static buffers, as a replay does, so the buffer handling is

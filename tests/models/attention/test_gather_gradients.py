@@ -17,7 +17,7 @@ VARIANTS = [
 ]
 
 
-def grads(cfg, x, monkeypatch=None):
+def grads(cfg, x):
     torch.manual_seed(0)
     layout = cfg.get('layout')
     module = MODELS.build(dict({k: v for k, v in cfg.items() if k != 'layout'}, embed_dim=C, num_heads=HEADS))
