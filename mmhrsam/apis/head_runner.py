@@ -53,7 +53,7 @@ class HeadRunner:
         device (torch.device): where the head runs.
         compile (str | bool): ``'auto'`` (on CUDA; falls back to eager with a warning),
             True or False. One compilation serves every number of clicks >= 2 (1 is
-            specialized), so a session compiles at most four graphs (one or more clicks,
+            specialized), so a session compiles at most four graphs (one click or several,
             with or without a mask prompt); :meth:`warm_up` makes the two a session
             starts with.
         cuda_graph (str | bool): ``'auto'`` (on CUDA), True or False.
@@ -72,6 +72,8 @@ class HeadRunner:
         self.use_graph = resolve_switch(cuda_graph, 'cuda_graph', self.device)
         self.step = CompiledOrEager(head, compile, resolve_switch(compile, 'compile', self.device), dynamic=None)
         self.decoder_precision = resolve_decoder_precision(decoder_precision, self.device)
+        if max_graphs < 1:
+            raise ValueError(f'max_graphs must be >= 1, got {max_graphs}')
         self.max_graphs = max_graphs
         self._lock = threading.Lock()
         self._images: Dict[Tuple, Tuple[Tensor, Tensor]] = {}  # (shape, dtype) -> static (embedding, dense PE)

@@ -73,3 +73,8 @@ def test_decoder_precision_options():
     with float32_matmul_precision(inside):
         assert torch.get_float32_matmul_precision() == inside
     assert torch.get_float32_matmul_precision() == before
+
+
+def test_max_graphs_is_checked():
+    with pytest.raises(ValueError, match='max_graphs must be >= 1'):
+        HeadRunner(torch.nn.Identity(), torch.device('cpu'), compile=False, cuda_graph=False, max_graphs=0)
