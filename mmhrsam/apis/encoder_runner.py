@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import warnings
 from collections import OrderedDict
 from typing import Callable, Optional, Tuple
 
@@ -24,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mmhrsam.utils.benchmark import capture_cuda_graph
-from .compiled import Switch, resolve_switch
+from .compiled import CompiledOrEager, Switch, resolve_switch
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -80,8 +79,8 @@ class EncoderRunner:
                  compile: Switch = 'auto', cuda_graph: Switch = 'auto', max_shapes: int = 2):
         self.device = torch.device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
-        self.compile_mode = compile
-        self.use_compile = resolve_switch(compile, 'compile', self.device)
+        # reset() rebuilds it on the runner's backbone; a compilation that failed under 'auto' stays off
+        self.step = CompiledOrEager(backbone, compile, resolve_switch(compile, 'compile', self.device), dynamic=False)
         self.use_graph = resolve_switch(cuda_graph, 'cuda_graph', self.device)
         if max_shapes < 1:
             raise ValueError(f'max_shapes must be >= 1, got {max_shapes}')
@@ -96,9 +95,14 @@ class EncoderRunner:
         self.backbone = self.source
         if self.autocast_dtype is not None:
             self.backbone = cast_matmul_weights(copy.deepcopy(self.source), self.autocast_dtype)
-        self._compiled: Optional[Callable] = None
+        self.step = CompiledOrEager(self.backbone, self.step.mode, self.step.enabled, dynamic=False)
         self._warm: set = set()  # input shapes seen by an eager forward
         self._graphs: 'OrderedDict[Tuple, Tuple[Tensor, Callable, Tensor]]' = OrderedDict()
+
+    @property
+    def use_compile(self) -> bool:
+        """Whether calls run the compiled backbone (False after a fallback to eager)."""
+        return self.step.enabled
 
     @property
     def mode(self) -> str:
@@ -107,13 +111,8 @@ class EncoderRunner:
         return '+'.join(parts) or 'eager'
 
     # ------------------------------------------------------------------ forward
-    def _forward_fn(self) -> Callable[[Tensor], Tensor]:
-        if self.use_compile and self._compiled is None:
-            self._compiled = torch.compile(self.backbone, fullgraph=True, dynamic=False)
-        return self._compiled if self.use_compile else self.backbone
-
     def _run(self, x: Tensor, eager: bool = False) -> Tensor:
-        forward = self.backbone if eager else self._forward_fn()
+        forward = self.backbone if eager else self.step
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                                              enabled=self.autocast_dtype is not None):
             out = forward(x)
@@ -131,15 +130,7 @@ class EncoderRunner:
 
     def _run_or_fall_back(self, x: Tensor) -> Tensor:
         self._warm_up(x)
-        try:
-            return self._run(x)
-        except Exception as exc:  # noqa: BLE001  (any compiler failure; eager is the fallback)
-            if not self.use_compile or self.compile_mode is True:
-                raise
-            warnings.warn(f'torch.compile of {type(self.backbone).__name__} failed '
-                          f'({type(exc).__name__}: {str(exc)[:200]}); running it eagerly')
-            self.use_compile, self._compiled = False, None
-            return self._run(x)
+        return self._run(x)  # self.step falls back to eager under compile='auto'
 
     def _graph_for(self, x: Tensor) -> Tuple[Tensor, Callable, Tensor]:
         key = (tuple(x.shape), x.dtype)

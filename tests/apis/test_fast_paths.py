@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmhrsam.apis import HRSAMPredictor
+from mmhrsam.apis.compiled import CompiledOrEager
 from mmhrsam.apis.encoder_runner import EncoderRunner, resolve_precision
 from mmhrsam.registry import MODELS
 
@@ -171,9 +172,9 @@ def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(monkeypatch, ch
         cold(torch.randn(1, 3, 320, 320))  # a size no forward has seen
     torch._dynamo.reset()
     runner = EncoderRunner(backbone, torch.device('cpu'))
-    runner.use_compile, runner.compile_mode = True, True  # errors propagate, no eager fallback
+    runner.step = CompiledOrEager(runner.backbone, True, True, dynamic=False)  # errors propagate, no fallback
     got = runner(x)
-    assert runner.use_compile and runner._compiled is not None
+    assert runner.use_compile and runner.mode == 'compile'
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     torch._dynamo.reset()
 
