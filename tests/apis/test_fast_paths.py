@@ -217,3 +217,24 @@ def test_head_runner_serves_interleaved_predictors(monkeypatch):
             want_mask, want_logits, want_score = expected[i, n]
             assert np.array_equal(mask, want_mask) and torch.equal(logits[i], want_logits) and score == want_score
     assert len(shared.head_runner._graphs) == 2  # (shape, 1 click, no prompt), (shape, 2 clicks, prompt)
+
+
+def test_encoder_compile_failure_falls_back_and_stays_eager_after_reset(monkeypatch):
+    import functools
+
+    class BreaksTheGraph(torch.nn.Module):
+        def forward(self, x):
+            torch._dynamo.graph_break()  # fullgraph compilation fails
+            return (x * 2, )
+
+    monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='eager'))
+    torch._dynamo.reset()
+    runner = EncoderRunner(BreaksTheGraph(), torch.device('cpu'))
+    runner.step = CompiledOrEager(runner.backbone, 'auto', True, dynamic=False)  # compile='auto' is eager on CPU
+    x = torch.ones(1, 3, 4, 4)
+    with pytest.warns(UserWarning, match='running it eagerly'):
+        assert torch.equal(runner(x), x * 2)
+    assert runner.mode == 'eager'
+    runner.reset()
+    assert not runner.use_compile and torch.equal(runner(x), x * 2)
+    torch._dynamo.reset()
