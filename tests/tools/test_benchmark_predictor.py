@@ -195,13 +195,15 @@ def test_cuda_tiny_run_profiles_and_measures_memory(tmp_path):
 
 
 class OptionsPredictor(HRSAMPredictor):
-    """A stand-in for the predictor with the precision / compile / return_numpy options, so the
-    benchmark's use of them is tested whether or not this checkout's predictor has them yet."""
+    """A stand-in for the predictor with the precision / compile / decoder_precision / return_numpy
+    options that records them (a CPU run cannot take the GPU-only values), so the benchmark's use
+    of them is tested whatever this checkout's predictor accepts on a CPU."""
     made = []
 
-    def __init__(self, *args, precision='auto', compile='auto', **kwargs):
+    def __init__(self, *args, precision='auto', compile='auto', decoder_precision='auto', **kwargs):
         super().__init__(*args, **kwargs)
         self.precision, self.compile, self.returned = precision, compile, []
+        self.decoder_precision = decoder_precision
         OptionsPredictor.made.append(self)
 
     def predict(self, points, labels, prev_logits=None, return_logits=False, return_numpy=True):
@@ -215,14 +217,15 @@ def test_predictor_options_are_passed_and_recorded(tmp_path, monkeypatch, one_th
     monkeypatch.setattr(bp.predictors, 'HRSAMPredictor', OptionsPredictor)  # where the sessions look it up
     OptionsPredictor.made.clear()
     result = bp.main(['--device', 'cpu', '--tiny', '--models', 'HRSAM', '--sizes', '64', '--clicks', '2', '--images',
-                      '1', '--hrsam-precision', 'bf16', '--hrsam-compile', 'off', '--out', str(tmp_path / 'b.json')])
+                      '1', '--hrsam-precision', 'bf16', '--hrsam-compile', 'off', '--hrsam-decoder-precision', 'tf32',
+                      '--out', str(tmp_path / 'b.json')])
     row = result['results'][0]
     assert row['status'] == 'ok', row['reason']
-    assert row['options']['passed'] == dict(precision='bf16', compile=False)
-    assert row['options']['available'] == dict(precision=True, compile=True, return_numpy=True)
+    assert row['options']['passed'] == dict(precision='bf16', compile=False, decoder_precision='tf32')
+    assert row['options']['available'] == dict(precision=True, compile=True, decoder_precision=True, return_numpy=True)
     assert row['precision'] == 'bf16' and result['env']['hrsam_predictor_options']['return_numpy']
     (predictor,) = OptionsPredictor.made
-    assert (predictor.precision, predictor.compile) == ('bf16', False)
+    assert (predictor.precision, predictor.compile, predictor.decoder_precision) == ('bf16', False, 'tf32')
     # Warm-up and timed image: one NumPy pass then one tensor pass of 2 clicks each.
     assert predictor.returned == [np.ndarray] * 2 + [torch.Tensor] * 2 + [np.ndarray] * 2 + [torch.Tensor] * 2
     assert row['predict']['tensor']['status'] == 'ok' and row['predict']['tensor']['n'] == 2

@@ -40,8 +40,9 @@ device time of one more click pass, tensor output where available, per click: th
 replayed from a CUDA graph count where the profiler sees them), ``weights_mib`` and ``peak_mib``
 (``torch.cuda.max_memory_allocated`` over the timed images, weights included).
 
-Precision: HRSAMPredictor's ``precision`` / ``compile`` options are passed only when asked
-(``--hrsam-precision`` / ``--hrsam-compile``) and the predictor has them; otherwise it runs
+Precision: HRSAMPredictor's ``precision`` / ``compile`` / ``decoder_precision`` options are
+passed only when asked (``--hrsam-precision`` / ``--hrsam-compile`` /
+``--hrsam-decoder-precision``) and the predictor has them; otherwise it runs
 as a user gets it by default. Which options the predictor has and which were passed are in
 every HRSAM row (``options``) and in ``env.hrsam_predictor_options``. SAM and SAM 2 run
 ``set_image`` inside a bf16 autocast on CUDA (their decoders in fp32); ``--sam-fp32`` adds
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HRSAMPredictor(precision=...) (default: not passed, the predictor's default)")
     p.add_argument('--hrsam-compile', choices=('auto', 'on', 'off'), default=None,
                    help="HRSAMPredictor(compile=...) (default: not passed, the predictor's default)")
+    p.add_argument('--hrsam-decoder-precision', choices=('auto', 'fp32', 'tf32'), default=None,
+                   help="HRSAMPredictor(decoder_precision=...): the click step's fp32 products "
+                        "(default: not passed, the predictor's default)")
     p.add_argument('--sam-fp32', action='store_true', help='also run the SAM baselines with fp32 set_image')
     p.add_argument('--no-profile', action='store_true', help='skip the profiled click pass (GPU time per click)')
     p.add_argument('--time-limit-s', type=float, default=None,
@@ -139,7 +143,8 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
     if min(args.image_size) < 2:
         raise SystemExit(f'--image-size must be at least 2 x 2, got {args.image_size}')
     have = hrsam_predictor_options()
-    for flag, option in (('--hrsam-precision', 'precision'), ('--hrsam-compile', 'compile')):
+    for flag, option in (('--hrsam-precision', 'precision'), ('--hrsam-compile', 'compile'),
+                         ('--hrsam-decoder-precision', 'decoder_precision')):
         if getattr(args, flag[2:].replace('-', '_')) is not None and not have[option]:
             raise SystemExit(f'{flag} given, but HRSAMPredictor has no {option!r} option in this checkout')
     return args

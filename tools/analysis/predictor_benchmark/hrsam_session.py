@@ -34,6 +34,8 @@ class HRSAMSession(Session):
             options['precision'] = args.hrsam_precision
         if args.hrsam_compile is not None:
             options['compile'] = {'on': True, 'off': False}.get(args.hrsam_compile, args.hrsam_compile)
+        if args.hrsam_decoder_precision is not None:
+            options['decoder_precision'] = args.hrsam_decoder_precision
         geometry = {k: v for k, v in dict(cfg.get('predictor') or {}).items() if k != 'target_size'}
         backbone = build_on(device, lambda: MODELS.build(backbone_cfg))
         head = build_on(device, lambda: MODELS.build(head_cfg))
@@ -42,7 +44,8 @@ class HRSAMSession(Session):
         self.return_numpy = have['return_numpy']
         self.outputs = dict(numpy='', tensor='' if have['return_numpy'] else
                             'HRSAMPredictor.predict has no return_numpy option in this checkout')
-        resolved = {k: str(getattr(self.predictor, k)) for k in ('precision', 'compile') if hasattr(self.predictor, k)}
+        resolved = {k: str(getattr(self.predictor, k)) for k in ('precision', 'compile', 'decoder_precision')
+                    if hasattr(self.predictor, k)}
         self.info = dict(precision=resolved.get('precision', 'predictor default' if have['precision'] else
                                                 'fp32 (predictor without a precision option)'),
                          options=dict(available=have, passed=options, resolved=resolved))

@@ -46,7 +46,8 @@ def hrsam_predictor_options() -> Dict[str, bool]:
     """
     init = inspect.signature(HRSAMPredictor.__init__).parameters
     predict = inspect.signature(HRSAMPredictor.predict).parameters
-    return dict(precision='precision' in init, compile='compile' in init, return_numpy='return_numpy' in predict)
+    return dict(precision='precision' in init, compile='compile' in init,
+                decoder_precision='decoder_precision' in init, return_numpy='return_numpy' in predict)
 
 
 def sam2_available() -> bool:
