@@ -74,7 +74,6 @@ measure, profiling, step cases, quickstart, report); this file is the command li
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -86,6 +85,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # training_benchmark, count_flops
 
 import mmhrsam  # noqa: E402,F401  (registers everything)
+from benchmark_common import dump_json  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 # The parts, re-exported for tests and for callers that import this script.
@@ -158,9 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             result['profile'].pop('tables')  # printed; the JSON keeps the counts
         result.pop('times_s', None)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(out, f, indent=1)
+        dump_json(args.out, out)
         print(f'wrote {args.out}')
     return out
 

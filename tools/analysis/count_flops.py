@@ -64,8 +64,10 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmark_common
 
 import mmhrsam.models  # noqa: E402,F401  (registers the models)
+from benchmark_common import dump_json  # noqa: E402
 from mmhrsam.models.attention.base import FlexibleLocalAttention  # noqa: E402
 from mmhrsam.models.layers import cycle_scan as cycle_scan_module  # noqa: E402
 from mmhrsam.registry import MODELS  # noqa: E402
@@ -189,9 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         gflops = '  '.join(f"{s}²: {r['flops'] / 1e9:10.1f}" for s, r in results[config]['flops'].items())
         print(f"{config:<90} {results[config]['params'] / 1e6:7.2f} M  GFLOPs {gflops}", flush=True)
     out = dict(method=METHOD, torch=torch.__version__, sizes=args.sizes, models=results)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(out, f, indent=1)
+    dump_json(args.out, out)
     print(f'wrote {args.out}')
     return out
 

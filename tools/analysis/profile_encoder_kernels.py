@@ -17,7 +17,6 @@ Example (one H200; docs/benchmarks.md, "The default fast path")::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import defaultdict
@@ -26,6 +25,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_common import dump_json  # noqa: E402
 from count_flops import count_encoder  # noqa: E402
 from encoder_benchmark.encoders import ENCODERS, resolve_model_name  # noqa: E402
 
@@ -160,10 +160,8 @@ def main(argv: Sequence[str] = None) -> List[Dict]:
         print(format_summary(result, rate), flush=True)
         results.append(result)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)) or '.', exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(dict(matmul_bf16_flops_per_s=rate, device=torch.cuda.get_device_name(device),
-                           torch=torch.__version__, results=results), f, indent=1)
+        dump_json(args.out, dict(matmul_bf16_flops_per_s=rate, device=torch.cuda.get_device_name(device),
+                                 torch=torch.__version__, results=results))
     return results
 
 

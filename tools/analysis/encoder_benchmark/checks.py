@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+from benchmark_common import make_check
+
 from .modes import MODES
 
 MIB = 2 ** 20
@@ -17,9 +19,7 @@ def _find(rows: Sequence[Dict], model: str, size: int, mode: str, device: str) -
 
 def _check(ident: str, what: str, mode: str, value: Optional[float], limit: float, detail: str,
            strict: bool = False) -> Dict:
-    ok = value < limit if strict else value <= limit
-    return dict(id=ident, target=what, mode=mode, value=round(value, 4), limit=limit,
-                status='PASS' if ok else 'MISS', detail=detail)
+    return make_check(ident, what, value, limit, detail, strict, mode=mode)  # the mode first, as read here
 
 
 def target_checks(rows: Sequence[Dict]) -> List[Dict]:

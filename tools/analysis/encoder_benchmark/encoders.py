@@ -1,9 +1,10 @@
 """The encoders the benchmark times: configs, the paper row each stands for, aliases, tiny versions."""
 from __future__ import annotations
 
-import argparse
 import math
 from typing import Callable, Dict, NamedTuple, Optional
+
+from benchmark_common import resolve_label
 
 PATCH = 16
 
@@ -70,12 +71,7 @@ CUDA_MODELS = ('HRSAM', 'HRSAM++', 'FlashSwin', 'SAM-ViT-H', 'SAM-Lightening', '
 
 def resolve_model_name(name: str) -> str:
     """The :data:`ENCODERS` label of ``name`` (case-insensitive, or one of :data:`ALIASES`)."""
-    for label in ENCODERS:
-        if label.lower() == name.lower():
-            return label
-    if name.lower() in ALIASES:
-        return ALIASES[name.lower()]
-    raise argparse.ArgumentTypeError(f'unknown encoder {name!r}; choose from {list(ENCODERS)}')
+    return resolve_label(name, ENCODERS, ALIASES, 'encoder')
 
 
 def num_tokens(size: int) -> int:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Dict, Sequence
 
 import torch
+from benchmark_common import dump_json, fmt_cell, format_checks  # noqa: F401  (format_checks re-exported)
 
 from mmhrsam.ops.attention import ATTENTION_BACKENDS
 from mmhrsam.ops.selective_scan import resolve_scan_backend
@@ -18,10 +18,6 @@ from .measure import error_text
 from .modes import MODES
 
 
-def _fmt(value, spec: str, width: int) -> str:
-    return f'{"-":>{width}}' if value is None else f'{value:>{width}{spec}}'
-
-
 def format_table(rows: Sequence[Dict]) -> str:
     head = (f"{'model':<14} {'image':>9} {'mode':<9} {'status':<7} {'ms':>10} {'min ms':>10} {'n':>3} "
             f"{'wts MiB':>8} {'act MiB':>9} {'peak MiB':>9}  note")
@@ -30,10 +26,10 @@ def format_table(rows: Sequence[Dict]) -> str:
         note = r['reason'] or (f"compile {r['compile_s']:.0f} s" if r.get('compile_s') else '')
         if r['mode'] == 'breakdown' and r['status'] == 'ok':
             note = f"hooked total; unhooked {r['unhooked_ms']:.3f} ms"
-        lines.append(f"{r['model']:<14} {r['image']:>9} {r['mode']:<9} {r['status']:<7} {_fmt(r['ms'], '.3f', 10)} "
-                     f"{_fmt(r['ms_min'], '.3f', 10)} {r['repeats']:>3} {_fmt(r['weights_mib'], '.0f', 8)} "
-                     f"{_fmt(r['act_peak_mib'], '.0f', 9)} "
-                     f"{_fmt(r['peak_mib'], '.0f', 9)}  {note}")
+        lines.append(f"{r['model']:<14} {r['image']:>9} {r['mode']:<9} {r['status']:<7} {fmt_cell(r['ms'], '.3f', 10)} "
+                     f"{fmt_cell(r['ms_min'], '.3f', 10)} {r['repeats']:>3} {fmt_cell(r['weights_mib'], '.0f', 8)} "
+                     f"{fmt_cell(r['act_peak_mib'], '.0f', 9)} "
+                     f"{fmt_cell(r['peak_mib'], '.0f', 9)}  {note}")
     return '\n'.join(lines)
 
 
@@ -76,12 +72,6 @@ def format_breakdown(rows: Sequence[Dict]) -> str:
     return '\n'.join(out)
 
 
-def format_checks(checks: Sequence[Dict]) -> str:
-    if not checks:
-        return 'targets: none of the needed rows exist in this run'
-    return '\n'.join(f"[{c['status']}] ({c['id']}) {c['target']} [{c['mode']}]: {c['detail']}" for c in checks)
-
-
 def environment(args: argparse.Namespace, device: torch.device) -> Dict:
     """Versions, device, resolved backends and arguments of this run (the JSON's ``env``)."""
     probe = torch.zeros(1, 1, 1, device=device, dtype=torch.bfloat16 if device.type == 'cuda' else torch.float32)
@@ -97,6 +87,4 @@ def environment(args: argparse.Namespace, device: torch.device) -> Dict:
 
 def write_json(path: str, env: Dict, rows: Sequence[Dict]) -> None:
     """The JSON file: ``env``, ``results`` (one row per case), ``targets`` and ``claims``."""
-    with open(path, 'w') as f:
-        json.dump(dict(env=env, results=list(rows), targets=target_checks(rows), claims=lightening_claims(rows)),
-                  f, indent=1)
+    dump_json(path, dict(env=env, results=list(rows), targets=target_checks(rows), claims=lightening_claims(rows)))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+from benchmark_common import make_check
+
 OUTPUTS = ('numpy', 'tensor')
 
 
@@ -19,12 +21,6 @@ def predict_stats(row: Optional[Dict], output: str) -> Optional[Dict]:
     if row is None or row['predict'].get(output, {}).get('status') != 'ok':
         return None
     return row['predict'][output]
-
-
-def _check(ident: str, what: str, value: float, limit: float, detail: str, strict: bool = False) -> Dict:
-    ok = value < limit if strict else value <= limit
-    return dict(id=ident, target=what, value=round(value, 4), limit=limit, status='PASS' if ok else 'MISS',
-                detail=detail)
 
 
 def target_checks(rows: Sequence[Dict], clicks: int = 20) -> List[Dict]:
@@ -44,29 +40,30 @@ def target_checks(rows: Sequence[Dict], clicks: int = 20) -> List[Dict]:
         a, b = predict_stats(hrsam, output), predict_stats(sam_h, output)
         if a and b:
             ratio = a['spc_ms'] / b['spc_ms']
-            checks.append(_check('1', f'{spc} HRSAM 2048 <= 0.2 x SamPredictor ViT-H 1024 [{output}]', ratio, 0.2,
-                                 f"{a['spc_ms']:.2f} ms / {b['spc_ms']:.2f} ms = {ratio:.3f} (<= 0.2)"))
+            checks.append(make_check('1', f'{spc} HRSAM 2048 <= 0.2 x SamPredictor ViT-H 1024 [{output}]', ratio,
+                                     0.2, f"{a['spc_ms']:.2f} ms / {b['spc_ms']:.2f} ms = {ratio:.3f} (<= 0.2)"))
     for ident, output, limit in (('2', 'tensor', 2.0), ('3', 'numpy', 4.0)):
         a = predict_stats(hrsam, output)
         if a:
-            checks.append(_check(ident, f'HRSAM 2048 predict <= {limit:g} ms wall per click [{output}]', a['median_ms'],
-                                 limit, f"median {a['median_ms']:.2f} ms, p90 {a['p90_ms']:.2f} ms, "
-                                 f"image {hrsam['image']} (<= {limit:g} ms)"))
+            checks.append(make_check(ident, f'HRSAM 2048 predict <= {limit:g} ms wall per click [{output}]',
+                                     a['median_ms'], limit,
+                                     f"median {a['median_ms']:.2f} ms, p90 {a['p90_ms']:.2f} ms, "
+                                     f"image {hrsam['image']} (<= {limit:g} ms)"))
     if hrsam and hrsam.get('gpu_kernel_ms') is not None:
-        checks.append(_check('4', 'HRSAM 2048 (128² embedding) click path <= 1 ms GPU time', hrsam['gpu_kernel_ms'],
-                             1.0, f"{hrsam['gpu_kernel_ms']:.3f} ms of kernels per click, copies apart "
-                             f"({hrsam.get('gpu_copy_ms') or 0:.3f} ms) [{hrsam['gpu_kernel_output']} output] "
-                             '(<= 1 ms)'))
+        checks.append(make_check('4', 'HRSAM 2048 (128² embedding) click path <= 1 ms GPU time',
+                                 hrsam['gpu_kernel_ms'], 1.0, f"{hrsam['gpu_kernel_ms']:.3f} ms of kernels per click, "
+                                 f"copies apart ({hrsam.get('gpu_copy_ms') or 0:.3f} ms) "
+                                 f"[{hrsam['gpu_kernel_output']} output] (<= 1 ms)"))
     if hrsam:
-        checks.append(_check('5', 'HRSAM 2048 set_image <= 10 ms', hrsam['set_image_ms'], 10.0,
-                             f"median {hrsam['set_image_ms']:.2f} ms on a {hrsam['image']} image, "
-                             f"precision {hrsam['precision']} (<= 10 ms)"))
+        checks.append(make_check('5', 'HRSAM 2048 set_image <= 10 ms', hrsam['set_image_ms'], 10.0,
+                                 f"median {hrsam['set_image_ms']:.2f} ms on a {hrsam['image']} image, "
+                                 f"precision {hrsam['precision']} (<= 10 ms)"))
     big = _find(rows, 'HRSAM', 4096)
     if big and big.get('peak_mib') is not None:
         gib = big['peak_mib'] / 1024
-        checks.append(_check('6', 'HRSAM 4096 predictor peak memory < 4 GiB', gib, 4.0,
-                             f"{gib:.3f} GiB max allocated (weights {big['weights_mib']:.0f} MiB) (< 4 GiB)",
-                             strict=True))
+        checks.append(make_check('6', 'HRSAM 4096 predictor peak memory < 4 GiB', gib, 4.0,
+                                 f"{gib:.3f} GiB max allocated (weights {big['weights_mib']:.0f} MiB) (< 4 GiB)",
+                                 strict=True))
     return checks
 
 

@@ -1,12 +1,12 @@
 """The benchmarked predictors: labels, families and configs, and which options they have."""
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import inspect
 import os
 from typing import Dict, Tuple
 
+from benchmark_common import resolve_label
 from mmhrsam.apis import HRSAMPredictor
 
 #: The repository root: the HRSAM configs below are relative to it.
@@ -30,12 +30,7 @@ SAM_PRECISIONS = {'bf16': 'bf16 autocast around set_image, decoder fp32', 'fp32'
 
 def resolve_model_name(name: str) -> str:
     """A predictor label from ``name`` (any case) or one of :data:`ALIASES` (argparse type)."""
-    for label in PREDICTORS:
-        if label.lower() == name.lower():
-            return label
-    if name.lower() in ALIASES:
-        return ALIASES[name.lower()]
-    raise argparse.ArgumentTypeError(f'unknown predictor {name!r}; choose from {list(PREDICTORS)}')
+    return resolve_label(name, PREDICTORS, ALIASES, 'predictor')
 
 
 def hrsam_predictor_options() -> Dict[str, bool]:

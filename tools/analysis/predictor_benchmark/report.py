@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from typing import Dict, Sequence
 
 import torch
-from encoder_benchmark.report import _fmt  # '-' for a missing value, else the value formatted
+from benchmark_common import dump_json, fmt_cell, format_checks  # noqa: F401  (format_checks re-exported)
 
 from .checks import comparisons, predict_stats, target_checks
 from .predictors import SAM_PRECISIONS, hrsam_predictor_options, sam2_available
@@ -24,20 +23,13 @@ def format_table(rows: Sequence[Dict], clicks: int = 20) -> str:
     for r in rows:
         num, ten = predict_stats(r, 'numpy') or {}, predict_stats(r, 'tensor') or {}
         note = r['reason'] or r['precision']
-        lines.append(f"{r['model']:<10} {r['size']:>5} {r['status']:<7} {_fmt(r['first_set_image_ms'], '.1f', 8)} "
-                     f"{_fmt(r['set_image_ms'], '.2f', 8)} {_fmt(num.get('median_ms'), '.2f', 7)} "
-                     f"{_fmt(num.get('p90_ms'), '.2f', 7)} {_fmt(ten.get('median_ms'), '.2f', 7)} "
-                     f"{_fmt(ten.get('p90_ms'), '.2f', 7)} {_fmt(r['gpu_kernel_ms'], '.3f', 7)} "
-                     f"{_fmt(num.get('spc_ms'), '.2f', 7)} {_fmt(ten.get('spc_ms'), '.2f', 7)} "
-                     f"{_fmt(r['peak_mib'], '.0f', 8)}  {note}")
+        lines.append(f"{r['model']:<10} {r['size']:>5} {r['status']:<7} {fmt_cell(r['first_set_image_ms'], '.1f', 8)} "
+                     f"{fmt_cell(r['set_image_ms'], '.2f', 8)} {fmt_cell(num.get('median_ms'), '.2f', 7)} "
+                     f"{fmt_cell(num.get('p90_ms'), '.2f', 7)} {fmt_cell(ten.get('median_ms'), '.2f', 7)} "
+                     f"{fmt_cell(ten.get('p90_ms'), '.2f', 7)} {fmt_cell(r['gpu_kernel_ms'], '.3f', 7)} "
+                     f"{fmt_cell(num.get('spc_ms'), '.2f', 7)} {fmt_cell(ten.get('spc_ms'), '.2f', 7)} "
+                     f"{fmt_cell(r['peak_mib'], '.0f', 8)}  {note}")
     return '\n'.join(lines)
-
-
-def format_checks(checks: Sequence[Dict]) -> str:
-    """The target checks, one ``[PASS] (id) target: detail`` line each."""
-    if not checks:
-        return 'targets: none of the needed rows exist in this run'
-    return '\n'.join(f"[{c['status']}] ({c['id']}) {c['target']}: {c['detail']}" for c in checks)
 
 
 def environment(args: argparse.Namespace, device: torch.device) -> Dict:
@@ -55,6 +47,5 @@ def environment(args: argparse.Namespace, device: torch.device) -> Dict:
 
 def write_json(path: str, env: Dict, rows: Sequence[Dict], clicks: int) -> None:
     """The JSON file: ``env``, ``results`` (the rows), ``targets`` and ``comparisons``."""
-    with open(path, 'w') as f:
-        json.dump(dict(env=env, results=list(rows), targets=target_checks(rows, clicks),
-                       comparisons=comparisons(rows, clicks)), f, indent=1)
+    dump_json(path, dict(env=env, results=list(rows), targets=target_checks(rows, clicks),
+                         comparisons=comparisons(rows, clicks)))
