@@ -1,18 +1,15 @@
 """Triton mask post-processing against ``postprocess_logits`` (PyTorch's bilinear interpolation).
 
-The kernels run in Triton's CPU interpreter, which must be on before triton is first imported:
-``test_interpreter_suite`` runs this file again in a subprocess with TRITON_INTERPRET=1 (as
-tests/ops/test_triton_scan.py does). A CUDA test compares on the GPU at the predictor's sizes.
+The kernels run in Triton's CPU interpreter: ``test_interpreter_suite`` runs this file again
+in a subprocess with TRITON_INTERPRET=1 (tests/ops/triton_interpreter.py). A CUDA test compares
+on the GPU at the predictor's sizes.
 """
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from mmhrsam.ops import mask_resize
 from mmhrsam.structures.image_geometry import get_preprocess_shape, postprocess_logits
+from triton_interpreter import run_interpreter_suite
 
 interp = pytest.mark.skipif(not mask_resize.INTERPRETED,
                             reason='runs in the TRITON_INTERPRET=1 subprocess of test_interpreter_suite')
@@ -22,16 +19,9 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available() or mask_resize.trit
 
 def test_interpreter_suite():
     """This file's ``interp`` tests in a fresh process with TRITON_INTERPRET=1."""
-    pytest.importorskip('triton')
     if mask_resize.INTERPRETED:
         pytest.skip('already the interpreter process')
-    env = dict(os.environ, TRITON_INTERPRET='1')
-    cmd = [sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', __file__]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    report = out.stdout[-6000:] + out.stderr[-3000:]
-    assert out.returncode == 0, report
-    assert ' passed' in out.stdout and 'failed' not in out.stdout, report
+    run_interpreter_suite(__file__)
 
 
 def check_against_pytorch(low_res, pad, original):

@@ -17,6 +17,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from triton_interpreter import run_interpreter_suite
 
 MODULE = 'mmhrsam.ops.selective_scan.triton_scan'
 CYCLE_MODULE = 'mmhrsam.ops.selective_scan.triton_cycle_scan'
@@ -95,16 +96,7 @@ def tc(ts):
 @not_interp
 def test_interpreter_suite():
     """This file's ``interp`` tests in a fresh process with TRITON_INTERPRET=1 (see the module docstring)."""
-    pytest.importorskip('triton')
-    env = dict(os.environ, TRITON_INTERPRET='1')
-    cmd = [sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', __file__]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    report = out.stdout[-6000:] + out.stderr[-3000:]
-    if 'triton interpreter cannot run here' in out.stdout or 'triton interpreter unavailable' in out.stdout:
-        pytest.skip('triton interpreter cannot run here:\n' + report)
-    assert out.returncode == 0, report
-    assert ' passed' in out.stdout and 'failed' not in out.stdout, report
+    run_interpreter_suite(__file__)
 
 
 class _Spy:
