@@ -5,10 +5,12 @@ one Triton kernel each, the threshold fused into the second.
 the padded square with ``F.interpolate`` (bilinear, ``align_corners=False``), crops the resized
 image and resizes that to the original size. PyTorch's CUDA bilinear kernel takes ~0.1 ms per
 call for these single-channel maps on an H200 (0.21 ms of a click with the threshold, for a
-4000 x 3000 image from 512² logits), where the memory traffic needs ~0.02 ms. The kernels here
-compute the same interpolation per output pixel (source index ``scale * (i + 0.5) - 0.5``
-clamped at 0, ``scale = in / out`` in fp32, the upper neighbour clamped at the border, weights
-in the same order), only for the cropped region, and write the mask as bool directly. Results
+4000 x 3000 image from 512² logits), where writing the 12-MP mask and reading its sources
+is ~0.01 ms at the GPU's memory bandwidth (computed, not measured); measured with the kernels
+here: 0.10 ms per call, launches included (docs/benchmarks.md). The kernels compute the same
+interpolation per output pixel (source index ``scale * (i + 0.5) - 0.5`` clamped at 0,
+``scale = in / out`` in fp32, the upper neighbour clamped at the border, weights in the same
+order), only for the cropped region, and write the mask as bool directly. Results
 equal ``postprocess_logits`` up to fp32 rounding (fused multiply-adds may be contracted
 differently).
 """

@@ -110,7 +110,9 @@ class SAMHead(BaseModule):
         if pe.is_cuda:
             # CUDA's NCHW bilinear kernel loops over the 256 channels in every thread (0.28 ms
             # per click at a 128² grid on an H200); its channels-last kernel computes the same
-            # interpolation in ~0.02 ms. (Kept NCHW on the CPU, whose kernels round differently.)
+            # interpolation in parallel over them (docs/benchmarks.md: with the split attention,
+            # the click's kernels fell from 2.52 to 1.79 ms). Kept NCHW on the CPU, whose
+            # kernels round differently.
             pe = pe.contiguous(memory_format=torch.channels_last)
         return F.interpolate(pe, grid, mode='bilinear', align_corners=False)
 
