@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_common import dump_json  # noqa: E402
 from count_flops import count_encoder  # noqa: E402
 from encoder_benchmark.encoders import ENCODERS, resolve_model_name  # noqa: E402
+from training_benchmark.measure import matmul_rate  # noqa: E402
 
 import mmhrsam.models  # noqa: E402,F401  (registers the encoders)
 from mmhrsam.apis.encoder_runner import EncoderRunner  # noqa: E402
@@ -86,21 +87,6 @@ def summarize(kernels: Iterable[Tuple[str, float]], forwards: int, top: int = 15
                      for name in ranked])
 
 
-def matmul_rate(device: torch.device, size: int = 8192, reps: int = 20) -> float:
-    """Median bf16 FLOP/s of a size³ matmul."""
-    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    times = []
-    for _ in range(reps + 3):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        a @ b
-        end.record()
-        torch.cuda.synchronize(device)
-        times.append(start.elapsed_time(end) / 1e3)
-    return 2 * size**3 / sorted(times[3:])[reps // 2]
-
-
 def profile_model(name: str, size: int, forwards: int, device: torch.device) -> Dict:
     """Kernel summary of ``forwards`` fast-path forwards of encoder ``name`` at ``size``²."""
     from torch.autograd import DeviceType
@@ -153,7 +139,7 @@ def main(argv: Sequence[str] = None) -> List[Dict]:
     if not torch.cuda.is_available():
         raise SystemExit('profile_encoder_kernels.py profiles CUDA kernels: it needs a GPU')
     device = torch.device('cuda')
-    rate = matmul_rate(device)
+    rate = matmul_rate('cuda', 8192, reps=20)['flops_per_s']  # bf16
     results = []
     for name in args.models:
         result = profile_model(name, args.size, args.forwards, device)
