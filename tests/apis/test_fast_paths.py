@@ -157,16 +157,13 @@ def chunked_scan():
     set_backends(**before)
 
 
-def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(monkeypatch, chunked_scan):
+def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(eager_backend, chunked_scan):
     """Dynamo (with its eager backend, so it runs on CPU) traces the encoder in one graph once
     an eager forward has built the per-size tables; traced cold it cannot (data-dependent)."""
-    import functools
     backbone, _ = tiny_models()
     x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
         expected = backbone(x)[-1]
-    monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='eager'))
-    torch._dynamo.reset()
     cold = torch.compile(backbone, fullgraph=True, dynamic=False)
     with pytest.raises(Exception), torch.no_grad():
         cold(torch.randn(1, 3, 320, 320))  # a size no forward has seen
@@ -176,7 +173,6 @@ def test_compile_traces_the_whole_encoder_after_an_eager_warm_up(monkeypatch, ch
     got = runner(x)
     assert runner.use_compile and runner.mode == 'compile'
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    torch._dynamo.reset()
 
 
 def test_head_runner_serves_interleaved_predictors(monkeypatch):
@@ -219,16 +215,12 @@ def test_head_runner_serves_interleaved_predictors(monkeypatch):
     assert len(shared.head_runner._graphs) == 2  # (shape, 1 click, no prompt), (shape, 2 clicks, prompt)
 
 
-def test_encoder_compile_failure_falls_back_and_stays_eager_after_reset(monkeypatch):
-    import functools
-
+def test_encoder_compile_failure_falls_back_and_stays_eager_after_reset(eager_backend):
     class BreaksTheGraph(torch.nn.Module):
         def forward(self, x):
             torch._dynamo.graph_break()  # fullgraph compilation fails
             return (x * 2, )
 
-    monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='eager'))
-    torch._dynamo.reset()
     runner = EncoderRunner(BreaksTheGraph(), torch.device('cpu'))
     runner.step = CompiledOrEager(runner.backbone, 'auto', True, dynamic=False)  # compile='auto' is eager on CPU
     x = torch.ones(1, 3, 4, 4)
@@ -237,4 +229,3 @@ def test_encoder_compile_failure_falls_back_and_stays_eager_after_reset(monkeypa
     assert runner.mode == 'eager'
     runner.reset()
     assert not runner.use_compile and torch.equal(runner(x), x * 2)
-    torch._dynamo.reset()

@@ -1,5 +1,4 @@
 """The click path's compilation: one compiled graph for every click count, and the eager fallback."""
-import functools
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -11,15 +10,6 @@ from mmhrsam.registry import MODELS
 
 def graphs_compiled():
     return counters['stats']['unique_graphs']
-
-
-@pytest.fixture
-def eager_backend(monkeypatch):
-    """Dynamo with its eager backend: traces and guards as for Inductor, runs on the CPU."""
-    monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='eager'))
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
 
 
 def clicks(n, seed=0):
