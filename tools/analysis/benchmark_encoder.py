@@ -210,7 +210,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = finalize_args(build_parser().parse_args(argv))
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     env = environment(args, device)
     rows = run_cases(args, device, env)
     checks, claims = target_checks(rows) + fast_path_checks(rows), lightening_claims(rows)
