@@ -23,7 +23,6 @@ prints the mean top-1 score per layer and size. Example::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import os.path as osp
@@ -35,8 +34,10 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # benchmark_common
 
 import mmhrsam  # noqa: E402,F401  (registers the models)
+from benchmark_common import dump_json  # noqa: E402
 from mmhrsam.evaluation.click_test_loop import preprocessing_of  # noqa: E402
 from mmhrsam.models.attention import AttentionInputs, observe_attention  # noqa: E402
 from mmhrsam.registry import DATASETS, MODELS  # noqa: E402
@@ -270,8 +271,7 @@ def main(argv=None) -> dict:
     summary.update(config=args.config, checkpoint=args.checkpoint,
                    inputs='random-normal' if args.random_input else [name for name, _ in images])
     os.makedirs(args.out, exist_ok=True)
-    with open(osp.join(args.out, 'attention_scores.json'), 'w') as f:
-        json.dump(summary, f, indent=1)
+    dump_json(osp.join(args.out, 'attention_scores.json'), summary)
     plot(summary, osp.join(args.out, 'attention_scores.png'), title=osp.basename(args.config))
     print('mean top-1 attention score\n' + format_table(summary))
     print(f'wrote {osp.join(args.out, "attention_scores.json")} and attention_scores.png', flush=True)

@@ -1,11 +1,12 @@
 """The ``plot`` and ``collect`` stages as the command line runs them, and the ``--bundle`` archive."""
 from __future__ import annotations
 
-import json
 import os
 import os.path as osp
 import tarfile
 from typing import Optional
+
+from benchmark_common import dump_json
 
 from .collect import Collector
 from .plots import plot_study
@@ -27,8 +28,7 @@ def stage_collect(work_dir: str, out: str) -> dict:
     """``collect``: the JSON rebuilt from ``work_dir``, then the tables and PNGs, into ``out``."""
     os.makedirs(out, exist_ok=True)
     data = Collector(work_dir).collect(out)
-    with open(osp.join(out, 'extrapolation_study.json'), 'w') as f:
-        json.dump(data, f, indent=1)
+    dump_json(osp.join(out, 'extrapolation_study.json'), data)
     stage_plot(out)
     return data
 

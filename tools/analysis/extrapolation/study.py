@@ -1,13 +1,14 @@
 """The ``run`` stage: the jobs of one run (train, evaluate, attention scores) and their JSON."""
 from __future__ import annotations
 
-import json
 import os
 import os.path as osp
 import shutil
 import threading
 import time
 from typing import List
+
+from benchmark_common import dump_json
 
 from .jobs import Job, Runner
 from .records import evaluation_record, only, scores_record, training_record
@@ -33,8 +34,8 @@ class Study:
                     devices=a.devices, precision=a.precision, amp=a.amp, tiny=a.tiny, cfg_options=a.options)
 
     def save(self) -> None:
-        with self.lock, open(osp.join(self.out, 'extrapolation_study.json'), 'w') as f:
-            json.dump(self.result, f, indent=1)
+        with self.lock:
+            dump_json(osp.join(self.out, 'extrapolation_study.json'), self.result)
 
     def record(self, section: str, *keys, value) -> None:
         with self.lock:
